@@ -1,0 +1,29 @@
+"""physwm: physics-informed world models for PyTorch.
+
+Explicit physics, Neural ODEs, hybrid models and implicit networks behind one integrator interface.
+Importing physwm registers its gymnasium environments (``physwm/CartPole-v0``).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("physwm")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
+from .systems import CartPole, CartPoleParams, VectorField
+
+__all__ = [
+    "__version__",
+    "VectorField",
+    "CartPole",
+    "CartPoleParams",
+    "Euler",
+    "SemiImplicitEuler",
+    "RK4",
+    "ExplicitRK",
+    "ButcherTableau",
+    "Adaptive",
+    "get_integrator",
+]

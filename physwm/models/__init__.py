@@ -1,0 +1,6 @@
+"""World models behind one interface."""
+
+from .base import Normalizer, WorldModel
+from .ode import ODEModel
+
+__all__ = ["WorldModel", "Normalizer", "ODEModel"]

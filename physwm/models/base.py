@@ -1,0 +1,150 @@
+"""The WorldModel interface: what fit, evaluate, plot and control see.
+
+A batch, the one thing :func:`physwm.train.fit` hands to :meth:`WorldModel.loss`, is a dict
+
+* ``"states"``: ``[B, H+1, n]`` consecutive states (physical units), the first is the start;
+* ``"controls"``: ``[B, H, m]`` controls held over each step (forces in N for CartPole).
+
+``H = 1`` gives the one-step loss; ``H > 1`` the multi-step (shooting) loss over an open-loop rollout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["WorldModel", "Normalizer", "check_batch"]
+
+
+class Normalizer(nn.Module):
+    """Per-dimension affine normalisation ``(v - mean) / std`` stored as buffers (saved with the model).
+
+    Args:
+        dim: size of the last dimension.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, values: torch.Tensor, min_std: float = 1e-6) -> Normalizer:
+        """Set mean and std from ``values [..., dim]`` (std floored at ``min_std`` so constants stay finite)."""
+        v = values.reshape(-1, values.shape[-1]).to(self.mean.dtype)
+        if v.shape[0] == 0:
+            raise ValueError("cannot fit normalisation statistics on an empty dataset")
+        if not torch.isfinite(v).all():
+            raise ValueError("cannot fit normalisation statistics: the data contains NaN or inf")
+        self.mean.copy_(v.mean(0))
+        self.std.copy_(v.std(0, unbiased=False).clamp_min(min_std) if v.shape[0] > 1 else torch.ones_like(self.std))
+        return self
+
+    def normalize(self, v: torch.Tensor) -> torch.Tensor:
+        return (v - self.mean.to(v.dtype)) / self.std.to(v.dtype)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std.to(z.dtype) + self.mean.to(z.dtype)
+
+
+def check_batch(batch: dict, state_dim: int, control_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a training batch and return ``(states [B, H+1, n], controls [B, H, m])``."""
+    if not isinstance(batch, dict) or "states" not in batch or "controls" not in batch:
+        raise ValueError("a batch must be a dict with 'states' [B, H+1, n] and 'controls' [B, H, m]")
+    s, c = batch["states"], batch["controls"]
+    if s.ndim != 3 or s.shape[-1] != state_dim:
+        raise ValueError(f"batch states must have shape [B, H+1, {state_dim}], got {tuple(s.shape)}")
+    if c.ndim != 3 or c.shape[-1] != control_dim:
+        raise ValueError(f"batch controls must have shape [B, H, {control_dim}], got {tuple(c.shape)}")
+    if c.shape[0] != s.shape[0] or c.shape[1] + 1 != s.shape[1] or c.shape[1] < 1:
+        raise ValueError(
+            f"batch states [B, H+1, n] and controls [B, H, m] disagree: {tuple(s.shape)} vs {tuple(c.shape)}"
+        )
+    if not (torch.isfinite(s).all() and torch.isfinite(c).all()):
+        raise ValueError("batch contains NaN or inf")
+    return s, c
+
+
+class WorldModel(nn.Module):
+    """A model of an environment's dynamics at a fixed control period ``dt``.
+
+    Attributes:
+        state_dim: n, size of the state.
+        control_dim: m, size of the control.
+        dt: control period, s.
+        state_norm, control_norm, delta_norm: :class:`Normalizer` s of states, controls and one-step
+            state changes; part of the model (buffers, saved and loaded with it). Set them with
+            :meth:`fit_normalization` before training.
+
+    Subclasses implement :meth:`step`; recurrent models also override :meth:`rollout` to carry their
+    hidden state. The default :meth:`loss` is the MSE, in normalised state units, of an open-loop
+    rollout over the batch's horizon.
+    """
+
+    def __init__(self, state_dim: int, control_dim: int, dt: float):
+        super().__init__()
+        if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
+            raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+        self.state_dim = state_dim
+        self.control_dim = control_dim
+        self.dt = float(dt)
+        self.state_norm = Normalizer(state_dim)
+        self.control_norm = Normalizer(control_dim)
+        self.delta_norm = Normalizer(state_dim)
+
+    # -- data ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor) -> WorldModel:
+        """Set normalisation statistics from ``states [N, T+1, n]`` and ``controls [N, T, m]``."""
+        states = torch.as_tensor(states)
+        controls = torch.as_tensor(controls)
+        if states.ndim != 3 or states.shape[-1] != self.state_dim:
+            raise ValueError(f"states must have shape [N, T+1, {self.state_dim}], got {tuple(states.shape)}")
+        if controls.ndim != 3 or controls.shape[-1] != self.control_dim:
+            raise ValueError(f"controls must have shape [N, T, {self.control_dim}], got {tuple(controls.shape)}")
+        self.state_norm.fit(states)
+        self.control_norm.fit(controls)
+        self.delta_norm.fit(states[:, 1:] - states[:, :-1])
+        return self
+
+    def _check(self, x: torch.Tensor, u: torch.Tensor) -> None:
+        if x.shape[-1] != self.state_dim:
+            raise ValueError(f"{type(self).__name__} expects states [..., {self.state_dim}], got {tuple(x.shape)}")
+        if u.shape[-1] != self.control_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects controls [..., {self.control_dim}], got {tuple(u.shape)}"
+            )
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Next state ``[..., n]`` after one period ``dt`` from ``x [..., n]`` under ``u [..., m]``."""
+        raise NotImplementedError
+
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
+        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
+            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
+        self._check(x0, u)
+        states = [x0]
+        x = x0
+        for t in range(u.shape[1]):
+            x = self.step(x, u[:, t])
+            states.append(x)
+        return torch.stack(states, dim=1)
+
+    # -- training -----------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Normalised-state MSE of the open-loop rollout over the batch horizon; ``(scalar, metrics)``."""
+        s, c = check_batch(batch, self.state_dim, self.control_dim)
+        pred = self.rollout(s[:, 0], c)[:, 1:]
+        err = self.state_norm.normalize(pred) - self.state_norm.normalize(s[:, 1:])
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach())}
+
+    def config(self) -> dict:
+        """Keyword arguments that rebuild this model's architecture (used by checkpoints)."""
+        return {}

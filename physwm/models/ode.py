@@ -1,0 +1,37 @@
+"""ODEModel: a WorldModel for any VectorField, integrated by any Integrator."""
+
+from __future__ import annotations
+
+import torch
+
+from ..integrators import Integrator, get_integrator
+from ..systems.base import VectorField
+from .base import WorldModel
+
+__all__ = ["ODEModel"]
+
+
+class ODEModel(WorldModel):
+    """Continuous-time world model: ``x_{t+1} = integrator.step(field, x_t, u_t, dt)``.
+
+    The field may be known physics (explicit model, optionally with learnable constants), a
+    ``NeuralField`` (Neural ODE) or a ``HybridField`` (physics plus learned residual).
+
+    Args:
+        field: the vector field ``dx/dt = f(x, u)``.
+        integrator: an :class:`~physwm.integrators.Integrator` or its name (default RK4).
+        dt: control period, s.
+    """
+
+    def __init__(self, field: VectorField, integrator: Integrator | str = "rk4", dt: float = 0.02):
+        super().__init__(field.state_dim, field.control_dim, dt)
+        self.field = field
+        self.integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+
+    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self._check(x, u)
+        return self.integrator.step(self.field, x, u, self.dt)
+
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self._check(x0, u)
+        return self.integrator.rollout(self.field, x0, u, self.dt)
