@@ -11,6 +11,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
+from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
 from .systems import CartPole, CartPoleParams, VectorField
 

@@ -53,5 +53,193 @@ def main(argv: list[str] | None = None) -> int:
 # (each section below belongs to one job; keep them small: parse arguments, call the library, print)
 
 
+# --- collect (physwm.data) ---
+
+_COLLECT_ENVS = ("CartPole-v1", "physwm/CartPole-v0")
+_COLLECT_POLICIES = ("random", "uniform", "lqr")
+
+
+@command
+def _add_collect(sub) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="run a policy in a CartPole env and save the trajectories (.npz)",
+        description="Run a policy in a CartPole environment, record exact float64 states and the forces "
+        "applied, and save them as a physwm Trajectories .npz file.",
+    )
+    p.add_argument("--env", choices=_COLLECT_ENVS, default="CartPole-v1", help="environment id (default %(default)s)")
+    p.add_argument("--policy", choices=_COLLECT_POLICIES, default="random", help="policy (default %(default)s)")
+    p.add_argument("--episodes", type=int, default=100, help="number of episodes (default %(default)s)")
+    p.add_argument(
+        "--max-steps", type=int, default=500, help="max transitions per episode; also the time limit (default 500)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of env, policy and start states (default 0)")
+    p.add_argument("--out", required=True, help="output file (.npz)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--noise-std", type=float, default=None, help="lqr only: exploration noise std, N (default 0)")
+    p.add_argument(
+        "--start-low", type=float, nargs="+", metavar="V", help="start box low: 1 or 4 numbers (x x_dot theta th_dot)"
+    )
+    p.add_argument("--start-high", type=float, nargs="+", metavar="V", help="random start box high: 1 or 4 numbers")
+    g = p.add_argument_group("physwm/CartPole-v0 only")
+    g.add_argument("--friction", action="store_true", help="use physwm.envs.FRICTION_PARAMS (cart and pole friction)")
+    g.add_argument("--no-terminate", action="store_true", help="never terminate early (full swings)")
+    g.add_argument("--integrator", default=None, help="integrator name (default rk4)")
+    g.add_argument("--substeps", type=int, default=None, help="sub-steps per period (default 1; 10 with friction)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_collect)
+
+
+def _run_collect(args) -> int:
+    import os
+
+    import gymnasium
+
+    from .data import collect, make_policy
+    from .envs import FRICTION_PARAMS
+
+    env_kwargs: dict = {"max_episode_steps": args.max_steps}
+    if args.env == "physwm/CartPole-v0":
+        if args.friction:
+            env_kwargs["params"] = FRICTION_PARAMS
+        if args.no_terminate:
+            env_kwargs["terminate"] = False
+        if args.integrator is not None:
+            env_kwargs["integrator"] = args.integrator
+        if args.substeps is not None:
+            env_kwargs["substeps"] = args.substeps
+    else:
+        given = [
+            flag
+            for flag, v in (
+                ("--friction", args.friction),
+                ("--no-terminate", args.no_terminate),
+                ("--integrator", args.integrator is not None),
+                ("--substeps", args.substeps is not None),
+            )
+            if v
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)}: valid only with --env physwm/CartPole-v0, not {args.env}")
+    policy_kwargs = {}
+    if args.noise_std is not None:
+        if args.policy != "lqr":
+            raise ValueError(f"--noise-std applies to --policy lqr only, not {args.policy}")
+        policy_kwargs["noise_std"] = args.noise_std
+    start = {}
+    for name in ("start_low", "start_high"):
+        v = getattr(args, name)
+        if v is not None and len(v) not in (1, 4):
+            raise ValueError(f"--{name.replace('_', '-')} takes 1 or 4 numbers, got {len(v)}")
+        start[name] = v if v is None or len(v) == 4 else v[0]
+    if os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    env = gymnasium.make(args.env, **env_kwargs)
+    try:
+        traj = collect(
+            env,
+            make_policy(args.policy, **policy_kwargs),
+            episodes=args.episodes,
+            max_steps=args.max_steps,
+            seed=args.seed,
+            **start,
+            progress=not args.no_progress,
+        )
+    finally:
+        env.close()
+    path = traj.save(args.out, overwrite=args.overwrite)
+    print(traj.summary())
+    print(f"wrote {path}")
+    return 0
+
+
+# --- train (physwm.train) ---
+
+# the names physwm.models.build knows (kept here so `physwm train --help` does not import torch)
+_TRAIN_MODELS = ("explicit", "node", "hybrid", "mlp", "vae", "gru", "transformer", "ensemble")
+
+
+@command
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fit a world model to trajectories (.npz) and save it",
+        description="Fit a world model (built by physwm.models.build with its recommended options) to a "
+        "Trajectories .npz file, split into train/val by episode; write DIR/model.pt, DIR/history.json and "
+        "DIR/train_state.pt (for --resume).",
+    )
+    p.add_argument("--data", required=True, help="Trajectories .npz file (from `physwm collect`)")
+    p.add_argument(
+        "--model", required=True, choices=_TRAIN_MODELS, metavar="NAME", help=f"one of: {', '.join(_TRAIN_MODELS)}"
+    )
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--epochs", type=int, default=100, help="epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="windows per minibatch (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--horizon", type=int, default=1, help="training window, steps: 1 one-step loss, more multi-step")
+    p.add_argument("--val-horizon", type=int, default=10, help="steps of the validation rollout error (default 10)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="episodes held out for validation (default 0.2)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (default: none)")
+    p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=None, help="learning-rate schedule")
+    p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that passes this many seconds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in DIR/train_state.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from pathlib import Path
+
+    from .data import Trajectories
+    from .models import build
+    from .train import fit, save_checkpoint
+
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    model_path, history_path, state_path = out / "model.pt", out / "history.json", out / "train_state.pt"
+    if not (args.overwrite or args.resume):
+        for path in (model_path, history_path, state_path):
+            if path.exists():
+                raise FileExistsError(f"{path} exists; pass --overwrite to replace it or --resume to continue")
+
+    data = Trajectories.load(args.data)
+    if args.val_fraction > 0:
+        train, val = data.split((1.0 - args.val_fraction, args.val_fraction), seed=args.seed)
+    else:
+        train, val = data, None
+    model = build(args.model, dt=data.dt, seed=args.seed)
+    print(f"data: {args.data}: {train.num_episodes} train / {val.num_episodes if val else 0} val episodes, "
+          f"{train.num_transitions} train transitions")  # fmt: skip
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"model: {args.model} ({type(model).__name__}, {n_params} trainable parameters)")
+    history = fit(
+        model, train, val, horizon=args.horizon, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule, early_stopping=args.patience, val_horizon=args.val_horizon,
+        checkpoint=state_path, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+        progress=not args.quiet, max_time=args.max_time,
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model_path, model, epoch=len(history.epoch), history=history, overwrite=True)
+    history.save(history_path, overwrite=True)
+    print(history.message)
+    if history.train_loss:
+        print(f"final train loss: {history.train_loss[-1]:.6g} (epoch {history.epoch[-1]})")
+    if history.best_val_error is not None:
+        print(f"best val rollout RMSE ({args.val_horizon} steps, normalised units): "
+              f"{history.best_val_error:.6g} (epoch {history.best_epoch})")  # fmt: skip
+    for name, module in model.named_modules():
+        if callable(getattr(module, "identified", None)):
+            values = ", ".join(f"{k}={v:.6g}" for k, v in module.identified().items())
+            if values:
+                print(f"identified constants{f' ({name})' if name else ''}: {values}")
+    print(f"wrote {model_path}, {history_path}, {state_path}")
+    return 1 if history.diverged else 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
