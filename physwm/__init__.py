@@ -14,6 +14,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
 from .systems import CartPole, CartPoleParams, VectorField
+from .train import History, fit, load_checkpoint, save_checkpoint
 
 __all__ = [
     "__version__",
@@ -27,4 +28,8 @@ __all__ = [
     "ButcherTableau",
     "Adaptive",
     "get_integrator",
+    "fit",
+    "History",
+    "save_checkpoint",
+    "load_checkpoint",
 ]
