@@ -79,8 +79,8 @@ class WorldModel(nn.Module):
             :meth:`fit_normalization` before training.
 
     Subclasses implement :meth:`step`; recurrent models also override :meth:`rollout` to carry their
-    hidden state. The default :meth:`loss` is the MSE, in normalised state units, of an open-loop
-    rollout over the batch's horizon.
+    hidden state. The default :meth:`loss` is the MSE of an open-loop rollout over the batch's horizon,
+    with errors in units of the one-step state change's spread (:meth:`scaled_error`).
     """
 
     def __init__(self, state_dim: int, control_dim: int, dt: float):
@@ -137,12 +137,34 @@ class WorldModel(nn.Module):
         return torch.stack(states, dim=1)
 
     # -- training -----------------------------------------------------------------------------------
+    def scaled_error(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``(pred - target) / delta_std``: state errors ``[..., n]`` in units of the one-step change's spread.
+
+        Dividing by the spread of the one-step *change* (not of the state) weighs every dimension by how
+        much it moves in one step, so slow dimensions (the cart position at dt = 0.02 s) are learned to
+        the same relative precision as fast ones. For one step this is the error of the normalised
+        state change, the usual target of delta-predicting networks (PETS, mbrl-lib).
+        """
+        return (pred - target) / self.delta_norm.std.to(pred.dtype)
+
+    def predict(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and standard deviation of the next state, each ``[..., n]`` (physical units).
+
+        Deterministic models return their :meth:`step` and a zero spread; probabilistic models and
+        ensembles override this.
+        """
+        mean = self.step(x, u)
+        return mean, torch.zeros_like(mean)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """Normalised-state MSE of the open-loop rollout over the batch horizon; ``(scalar, metrics)``."""
+        """MSE of the open-loop rollout over the batch horizon; ``(scalar, metrics)``.
+
+        Errors are measured by :meth:`scaled_error` (in units of the one-step change's spread), so for
+        ``H = 1`` this is the MSE of the normalised state change.
+        """
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         pred = self.rollout(s[:, 0], c)[:, 1:]
-        err = self.state_norm.normalize(pred) - self.state_norm.normalize(s[:, 1:])
-        mse = err.pow(2).mean()
+        mse = self.scaled_error(pred, s[:, 1:]).pow(2).mean()
         return mse, {"mse": float(mse.detach())}
 
     def config(self) -> dict:

@@ -35,3 +35,26 @@ class ODEModel(WorldModel):
     def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._check(x0, u)
         return self.integrator.rollout(self.field, x0, u, self.dt)
+
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor) -> ODEModel:
+        """Set the model's statistics and pass the data on to a field that keeps its own (NeuralField)."""
+        super().fit_normalization(states, controls)
+        if hasattr(self.field, "fit_normalization"):
+            self.field.fit_normalization(torch.as_tensor(states), torch.as_tensor(controls), self.dt)
+        return self
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Rollout MSE (see :meth:`WorldModel.loss`) plus the field's regularisation if it has one.
+
+        A :class:`~physwm.models.HybridField` with ``penalty > 0`` adds ``penalty * mean ||r||^2`` of
+        its residual over the batch's states and controls (APHYNITY).
+        """
+        total, metrics = super().loss(batch)
+        reg = getattr(self.field, "regularization", None)
+        if reg is not None:
+            s, c = batch["states"], batch["controls"]
+            extra, extra_metrics = reg(s[:, :-1], c.to(s.dtype))
+            total = total + extra
+            metrics.update(extra_metrics)
+        return total, metrics

@@ -1,0 +1,312 @@
+"""Learned vector fields: ``NeuralField`` (Neural ODE) and ``HybridField`` (physics + learned residual).
+
+Both are :class:`~physwm.systems.VectorField` s, so any integrator (Euler, RK4, torchdiffeq's adaptive
+solvers with or without the adjoint method) integrates them, and :class:`~physwm.models.ODEModel` turns
+them into world models.
+
+A ``NeuralField`` sees *normalised* inputs and produces outputs on the scale of the data, so it trains
+well from physical-unit data: it carries its own :class:`~physwm.models.base.Normalizer` buffers (saved
+with the model), set by :meth:`NeuralField.fit_normalization` (``ODEModel.fit_normalization`` calls it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..systems.base import VectorField, check_state_control
+from .base import Normalizer
+
+__all__ = [
+    "NeuralField",
+    "HybridField",
+    "StateControlFeatures",
+    "CartPoleFeatures",
+    "FEATURES",
+    "ACTIVATIONS",
+    "make_mlp",
+]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "softplus": nn.Softplus,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
+    hidden = tuple(hidden)
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+        raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
+    return hidden
+
+
+def make_mlp(
+    in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "tanh", zero_last: bool = False
+) -> nn.Sequential:
+    """A plain MLP ``in_dim -> hidden... -> out_dim`` (activation between layers, linear output).
+
+    Args:
+        in_dim, out_dim: input and output sizes.
+        hidden: widths of the hidden layers (may be empty: a linear map).
+        activation: one of ``ACTIVATIONS``.
+        zero_last: zero-initialise the last layer's weight and bias (the net starts at output 0).
+    """
+    hidden = _check_hidden(hidden)
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), _activation(activation)]
+        d = h
+    last = nn.Linear(d, out_dim)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    layers.append(last)
+    return nn.Sequential(*layers)
+
+
+class StateControlFeatures(nn.Module):
+    """Features ``[x, u]`` (the raw state and control, concatenated): ``[..., n + m]``."""
+
+    def __init__(self, state_dim: int, control_dim: int):
+        super().__init__()
+        self.state_dim, self.control_dim = state_dim, control_dim
+        self.out_dim = state_dim + control_dim
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return torch.cat((x, u.to(x.dtype)), dim=-1)
+
+
+class CartPoleFeatures(nn.Module):
+    """Physically meaningful CartPole features ``[sin theta, cos theta, x_dot, theta_dot, force]``: ``[..., 5]``.
+
+    Leaves out the cart position ``x`` (the dynamics do not depend on it: translation invariance) and
+    the raw angle (the dynamics are 2 pi periodic in it), so a network fed these extrapolates to
+    positions and angles it never saw.
+    """
+
+    out_dim = 5
+
+    def __init__(self, state_dim: int = 4, control_dim: int = 1):
+        super().__init__()
+        if state_dim != 4 or control_dim != 1:
+            raise ValueError(
+                f"CartPole features need state_dim 4 and control_dim 1, got {state_dim} and {control_dim}"
+            )
+        self.state_dim, self.control_dim = state_dim, control_dim
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        theta = x[..., 2]
+        return torch.stack(
+            (torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3], u[..., 0].to(x.dtype)), dim=-1
+        )
+
+
+FEATURES: dict[str, type[nn.Module]] = {"state": StateControlFeatures, "cartpole": CartPoleFeatures}
+
+
+class NeuralField(VectorField):
+    """A learned vector field: an MLP of normalised features, scaled back to physical derivatives.
+
+    ``f(x, u) = out_mean + out_std * mlp((features(x, u) - in_mean) / in_std)`` on the rows ``rows`` of
+    ``dx/dt`` (all rows by default). The statistics are buffers (saved with the model) set by
+    :meth:`fit_normalization` from physical-unit data; before that they are the identity.
+
+    Args:
+        state_dim: n, size of the state.
+        control_dim: m, size of the control.
+        hidden: hidden-layer widths.
+        activation: one of ``ACTIVATIONS`` (smooth ones, ``tanh``/``silu``, suit ODE solvers).
+        features: ``"state"`` (raw ``[x, u]``) or ``"cartpole"`` (:class:`CartPoleFeatures`).
+        rows: state rows the field outputs (e.g. ``(1, 3)``, the CartPole accelerations, for a
+            residual); default all ``n``. The output then has shape ``[..., len(rows)]``.
+        residual: use as a correction term: the last layer starts at zero (the net outputs exactly 0
+            before training) and the output has no offset (``out_mean`` stays 0).
+
+    Shapes: ``x [..., n]``, ``u [..., m]`` -> ``[..., len(rows)]``.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        control_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        features: str = "state",
+        rows: Sequence[int] | None = None,
+        residual: bool = False,
+    ):
+        super().__init__()
+        if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
+            raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
+        if features not in FEATURES:
+            raise ValueError(f"unknown features {features!r}; valid: {sorted(FEATURES)}")
+        self.state_dim = state_dim
+        self.control_dim = control_dim
+        self.rows = tuple(range(state_dim)) if rows is None else tuple(int(r) for r in rows)
+        if not self.rows or len(set(self.rows)) != len(self.rows) or not all(0 <= r < state_dim for r in self.rows):
+            raise ValueError(f"rows must be distinct indices in [0, {state_dim}), got {rows!r}")
+        self.residual = bool(residual)
+        self.hidden = _check_hidden(hidden)
+        self.activation = activation
+        self.features_name = features
+        self.features = FEATURES[features](state_dim, control_dim)
+        self.in_norm = Normalizer(self.features.out_dim)
+        self.out_norm = Normalizer(len(self.rows))
+        self.net = make_mlp(self.features.out_dim, len(self.rows), self.hidden, activation, zero_last=self.residual)
+
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor, dt: float) -> NeuralField:
+        """Set input/output statistics from ``states [N, T+1, n]``, ``controls [N, T, m]`` sampled every ``dt`` s.
+
+        Inputs: the features of each ``(x_t, u_t)``; outputs: the finite-difference derivative
+        ``(x_{t+1} - x_t) / dt`` on this field's rows (a residual keeps a zero output mean).
+        """
+        states, controls = torch.as_tensor(states), torch.as_tensor(controls)
+        if states.ndim != 3 or states.shape[-1] != self.state_dim:
+            raise ValueError(f"states must have shape [N, T+1, {self.state_dim}], got {tuple(states.shape)}")
+        if controls.ndim != 3 or controls.shape[-1] != self.control_dim or controls.shape[1] + 1 != states.shape[1]:
+            raise ValueError(
+                f"controls must have shape [N, T, {self.control_dim}] for states {tuple(states.shape)}, "
+                f"got {tuple(controls.shape)}"
+            )
+        x = states[:, :-1]
+        self.in_norm.fit(self.features(x, controls.to(x.dtype)))
+        deriv = (states[:, 1:] - x) / float(dt)
+        self.out_norm.fit(deriv[..., list(self.rows)])
+        if self.residual:
+            self.out_norm.mean.zero_()
+        return self
+
+    def normalized_output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The network's output before scaling, ``[..., len(rows)]`` (dimensionless)."""
+        check_state_control(x, u, self.state_dim, self.control_dim)
+        return self.net(self.in_norm.normalize(self.features(x, u)))
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.out_norm.denormalize(self.normalized_output(x, u))
+
+    def extra_repr(self) -> str:
+        return f"features={self.features_name!r}, rows={self.rows}, residual={self.residual}"
+
+
+class HybridField(VectorField):
+    """Known physics plus a learned residual: ``dx/dt = physics(x, u) + residual(x, u)`` (on ``rows``).
+
+    The residual's output is added to the rows ``rows`` of the physics' derivative (default: the
+    residual's own ``rows`` attribute, else all rows). A residual that acts only on the velocity rows
+    (the accelerations) leaves ``d position / dt = velocity`` exact; the hybrid then keeps the physics'
+    ``position_index``/``velocity_index`` (so semi-implicit Euler works too).
+
+    An APHYNITY-style penalty (Yin et al. 2021, "Augmenting physical models with deep networks for
+    complex dynamics forecasting") keeps the residual as small as the data allow, so the physics
+    explains all it can: :meth:`regularization` returns ``penalty * mean ||r(x, u)||^2`` over a batch of
+    states, with ``r`` measured in the residual's normalised output units when it has them (a
+    :class:`NeuralField`: derivative standard deviations of the training data), else physical units.
+    ``ODEModel.loss`` adds it. Switch it off with ``penalty=0`` (default) or by setting ``.penalty``.
+
+    Args:
+        physics: the known vector field (may carry learnable constants, e.g. ``CartPole(learnable=...)``).
+        residual: a module ``(x [..., n], u [..., m]) -> [..., len(rows)]``; start it at zero output
+            (``NeuralField(..., residual=True)``) so the untrained hybrid *is* the physics.
+        rows: state rows the residual acts on (e.g. ``physics.velocity_index``).
+        penalty: weight of the residual-norm penalty (>= 0).
+
+    Shapes: ``x [..., n]``, ``u [..., m]`` -> ``[..., n]``.
+    """
+
+    def __init__(
+        self,
+        physics: VectorField,
+        residual: nn.Module,
+        rows: Sequence[int] | None = None,
+        penalty: float = 0.0,
+    ):
+        super().__init__()
+        self.state_dim = physics.state_dim
+        self.control_dim = physics.control_dim
+        for attr in ("state_dim", "control_dim"):
+            if hasattr(residual, attr) and getattr(residual, attr) != getattr(physics, attr):
+                raise ValueError(
+                    f"physics and residual disagree on {attr}: {getattr(physics, attr)} vs {getattr(residual, attr)}"
+                )
+        if rows is None:
+            rows = getattr(residual, "rows", None)
+        self.rows = tuple(range(self.state_dim)) if rows is None else tuple(int(r) for r in rows)
+        n = self.state_dim
+        if not self.rows or len(set(self.rows)) != len(self.rows) or not all(0 <= r < n for r in self.rows):
+            raise ValueError(f"rows must be distinct indices in [0, {self.state_dim}), got {rows!r}")
+        res_rows = getattr(residual, "rows", None)
+        if res_rows is not None and tuple(res_rows) != self.rows:
+            raise ValueError(f"rows {self.rows} disagree with the residual's rows {tuple(res_rows)}")
+        self.physics = physics
+        self.residual = residual
+        self.penalty = penalty
+        pos, vel = getattr(physics, "position_index", None), getattr(physics, "velocity_index", None)
+        if pos is not None and vel is not None and not set(self.rows) & set(pos):
+            self.position_index, self.velocity_index = pos, vel
+
+    @property
+    def penalty(self) -> float:
+        """Weight of the residual-norm penalty (0: off)."""
+        return self._penalty
+
+    @penalty.setter
+    def penalty(self, value: float) -> None:
+        value = float(value)
+        if not value >= 0:
+            raise ValueError(f"penalty must be >= 0, got {value}")
+        self._penalty = value
+
+    def residual_output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The residual's contribution ``[..., len(rows)]`` in physical units."""
+        return self.residual(x, u)
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        check_state_control(x, u, self.state_dim, self.control_dim)
+        f = self.physics(x, u)
+        r = self.residual(x, u)
+        if r.shape[-1] != len(self.rows):
+            raise ValueError(f"residual output has {r.shape[-1]} entries, expected {len(self.rows)} (rows {self.rows})")
+        if len(self.rows) == self.state_dim and self.rows == tuple(range(self.state_dim)):
+            return f + r
+        idx = torch.as_tensor(self.rows, device=x.device)
+        return f.index_add(-1, idx, r.to(f.dtype))
+
+    def residual_norm_sq(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``mean ||r(x, u)||^2`` over all leading dims (normalised units if the residual has them)."""
+        if hasattr(self.residual, "normalized_output"):
+            r = self.residual.normalized_output(x, u)
+        else:
+            r = self.residual(x, u)
+        return r.pow(2).sum(-1).mean()
+
+    def regularization(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(penalty * mean ||r||^2, metrics)`` over states ``x [..., n]`` and controls ``u [..., m]``."""
+        if self.penalty == 0:
+            return x.new_zeros(()), {}
+        sq = self.residual_norm_sq(x, u)
+        return self.penalty * sq, {"residual_sq": float(sq.detach())}
+
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor, dt: float) -> HybridField:
+        """Pass the data statistics on to the physics and residual that keep any (see NeuralField)."""
+        for part in (self.physics, self.residual):
+            if hasattr(part, "fit_normalization"):
+                part.fit_normalization(states, controls, dt)
+        return self
+
+    def extra_repr(self) -> str:
+        return f"rows={self.rows}, penalty={self.penalty}"
