@@ -527,6 +527,11 @@ def fit(
             if diff:
                 pairs = ", ".join(f"{k}: saved {tr['fit_config'].get(k)!r} vs now {config[k]!r}" for k in diff)
                 raise ValueError(f"cannot resume {ckpt}: fit arguments differ ({pairs})")
+            if lr_schedule == "cosine" and tr["fit_config"].get("epochs") != epochs:
+                raise ValueError(
+                    f"cannot resume {ckpt} with epochs={epochs}: its cosine schedule anneals over "
+                    f"epochs={tr['fit_config'].get('epochs')}"
+                )
             old = tr["data_fingerprint"]
             if old[0] != fingerprint[0] or any(
                 not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(old[1:], fingerprint[1:])
@@ -645,10 +650,10 @@ def fit(
                 stop = ""
                 if early_stopping is not None and bad_epochs >= early_stopping:
                     stop = "early_stopping"
-                elif max_time is not None and time.perf_counter() - t0 >= max_time:
-                    stop = "max_time"
                 elif epoch == epochs:
                     stop = "epochs"
+                elif max_time is not None and time.perf_counter() - t0 >= max_time:
+                    stop = "max_time"
                 if not stop:
                     save(finished=False)
                 if callback is not None and callback(epoch, history, model):

@@ -282,6 +282,21 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, schedule)
     assert same_weights(again, reference)
 
 
+def test_max_time_slices_resume_to_the_uninterrupted_result(tmp_path):
+    """max_time stops after an epoch; resuming slice by slice ends where one long run ends."""
+    kw = dict(epochs=3, batch_size=64, lr=1e-2, progress=False)
+    reference = tiny()
+    h_ref = fit(reference, TRAIN, VAL, **kw)
+    sessions, h = 0, None
+    while h is None or h.stop_reason == "max_time":
+        model = tiny(seed=0 if sessions == 0 else sessions + 10)  # later sessions load the checkpoint
+        h = fit(model, TRAIN, VAL, checkpoint=tmp_path / "run.pt", resume=True, max_time=1e-9, **kw)
+        sessions += 1
+        assert sessions <= 3
+    assert sessions == 3 and h.stop_reason == "epochs" and h.train_loss == h_ref.train_loss
+    assert same_weights(model, reference)
+
+
 def test_resume_checks(tmp_path):
     ckpt = tmp_path / "run.pt"
     fit(tiny(), TRAIN, epochs=1, checkpoint=ckpt, progress=False)
@@ -291,6 +306,9 @@ def test_resume_checks(tmp_path):
         fit(tiny(), TRAIN, epochs=2, batch_size=7, checkpoint=ckpt, resume=True, progress=False)
     with pytest.raises(ValueError, match="training data differs"):
         fit(tiny(), VAL, epochs=2, checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(ValueError, match="cosine schedule anneals over epochs=1"):
+        fit(tiny(), TRAIN, epochs=1, lr_schedule="cosine", checkpoint=tmp_path / "cos.pt", progress=False)
+        fit(tiny(), TRAIN, epochs=2, lr_schedule="cosine", checkpoint=tmp_path / "cos.pt", resume=True)
     h = fit(tiny(), TRAIN, epochs=3, checkpoint=ckpt, resume=True, progress=False)  # extend a finished run
     assert h.epoch == [1, 2, 3]
     fit(tiny(), TRAIN, epochs=1, checkpoint=ckpt, overwrite=True, progress=False)
