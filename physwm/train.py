@@ -72,6 +72,7 @@ _RESUME_KEYS = (
     "val_max_windows",
     "normalize",
     "seed",
+    "validation",
 )
 _EVAL_CHUNK = 4096
 
@@ -358,6 +359,26 @@ def _params_finite(params: list[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
+def _check_resumable(ckpt: Path, tr: dict | None, config: dict, fingerprint: list) -> dict:
+    if not tr:
+        raise ValueError(f"checkpoint {ckpt} holds no training state to resume (not written by fit)")
+    diff = [k for k in _RESUME_KEYS if tr["fit_config"].get(k) != config[k]]
+    if diff:
+        pairs = ", ".join(f"{k}: saved {tr['fit_config'].get(k)!r} vs now {config[k]!r}" for k in diff)
+        raise ValueError(f"cannot resume {ckpt}: fit arguments differ ({pairs})")
+    if config["lr_schedule"] == "cosine" and tr["fit_config"].get("epochs") != config["epochs"]:
+        raise ValueError(
+            f"cannot resume {ckpt} with epochs={config['epochs']}: its cosine schedule anneals over "
+            f"epochs={tr['fit_config'].get('epochs')}"
+        )
+    old = tr["data_fingerprint"]
+    if old[0] != fingerprint[0] or any(
+        not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(old[1:], fingerprint[1:])
+    ):
+        raise ValueError(f"cannot resume {ckpt}: the training data differs from the saved run's")
+    return tr
+
+
 def _make_scheduler(opt: torch.optim.Optimizer, kind: str | None, epochs: int, patience: int | None):
     if kind is None:
         return None
@@ -427,10 +448,10 @@ def fit(
             resume; ``None``: none.
         resume: continue the run saved in ``checkpoint`` if that file exists (else start fresh). The
             training data and ``horizon, batch_size, lr, weight_decay, grad_clip, lr_schedule,
-            early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed`` must be those of
-            the saved run (a ``ValueError`` names any difference); ``epochs`` and ``max_time`` may change,
-            so a finished run can be extended. A run that ended by early stopping or divergence is
-            returned as saved.
+            early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed`` and whether ``val``
+            is given must be those of the saved run (a ``ValueError`` names any difference); ``epochs``
+            and ``max_time`` may change, so a finished run can be extended. A run that ended by early
+            stopping or divergence is returned as saved.
         overwrite: allow a fresh run to replace an existing ``checkpoint`` file.
         seed: seeds the window shuffling and, inside ``fit`` only (the caller's global RNG state is
             restored afterwards), torch's global RNG used by stochastic models.
@@ -504,7 +525,7 @@ def fit(
     config = dict(
         horizon=horizon, batch_size=batch_size, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
         lr_schedule=lr_schedule, early_stopping=early_stopping, min_delta=min_delta, val_horizon=val_horizon,
-        val_max_windows=val_max_windows, normalize=normalize, seed=seed, epochs=epochs,
+        val_max_windows=val_max_windows, normalize=normalize, seed=seed, epochs=epochs, validation=val is not None,
     )  # fmt: skip
 
     # -- state -----------------------------------------------------------------------------------------
@@ -519,24 +540,13 @@ def fit(
         start_epoch, elapsed0 = 0, 0.0
         best_value, best_epoch, bad_epochs = math.inf, None, 0
         if resuming:
+            before = _state_copy(model)
             _, saved = load_checkpoint(ckpt, model)
-            tr = saved.get("training")
-            if not tr:
-                raise ValueError(f"checkpoint {ckpt} holds no training state to resume (not written by fit)")
-            diff = [k for k in _RESUME_KEYS if tr["fit_config"].get(k) != config[k]]
-            if diff:
-                pairs = ", ".join(f"{k}: saved {tr['fit_config'].get(k)!r} vs now {config[k]!r}" for k in diff)
-                raise ValueError(f"cannot resume {ckpt}: fit arguments differ ({pairs})")
-            if lr_schedule == "cosine" and tr["fit_config"].get("epochs") != epochs:
-                raise ValueError(
-                    f"cannot resume {ckpt} with epochs={epochs}: its cosine schedule anneals over "
-                    f"epochs={tr['fit_config'].get('epochs')}"
-                )
-            old = tr["data_fingerprint"]
-            if old[0] != fingerprint[0] or any(
-                not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(old[1:], fingerprint[1:])
-            ):
-                raise ValueError(f"cannot resume {ckpt}: the training data differs from the saved run's")
+            try:
+                tr = _check_resumable(ckpt, saved.get("training"), config, fingerprint)
+            except ValueError:
+                model.load_state_dict(before)  # a refused resume leaves the model as it was
+                raise
             history = History.from_dict(saved["history"])
             start_epoch, elapsed0 = int(saved["epoch"]), float(tr["elapsed"])
             best_value = tr["best_value"]

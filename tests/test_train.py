@@ -302,8 +302,12 @@ def test_resume_checks(tmp_path):
     fit(tiny(), TRAIN, epochs=1, checkpoint=ckpt, progress=False)
     with pytest.raises(FileExistsError, match="resume=True"):
         fit(tiny(), TRAIN, epochs=1, checkpoint=ckpt, progress=False)
-    with pytest.raises(ValueError, match="fit arguments differ.*batch_size"):
-        fit(tiny(), TRAIN, epochs=2, batch_size=7, checkpoint=ckpt, resume=True, progress=False)
+    untouched = tiny(seed=3)
+    with pytest.raises(ValueError, match="fit arguments differ.*batch_size: saved 256 vs now 7"):
+        fit(untouched, TRAIN, epochs=2, batch_size=7, checkpoint=ckpt, resume=True, progress=False)
+    assert same_weights(untouched, tiny(seed=3))  # a refused resume does not load the checkpoint's weights
+    with pytest.raises(ValueError, match="validation: saved False vs now True"):
+        fit(tiny(), TRAIN, VAL, epochs=2, checkpoint=ckpt, resume=True, progress=False)
     with pytest.raises(ValueError, match="training data differs"):
         fit(tiny(), VAL, epochs=2, checkpoint=ckpt, resume=True, progress=False)
     with pytest.raises(ValueError, match="cosine schedule anneals over epochs=1"):
