@@ -1,0 +1,463 @@
+"""Fused rollouts: a field and an integrator's own step compiled into one kernel.
+
+``Integrator.rollout`` runs a handful of small tensor operations per step, each a separate pass over the
+batch; at large batches most of the time goes to memory traffic and per-operation overhead, not to the
+arithmetic. :func:`compiled_rollout` compiles ``chunk`` consecutive steps with ``torch.compile``
+(inductor; C++ with OpenMP on CPU) into one loop over the batch that keeps the state in registers.
+
+There is still one source of the equations: the compiled function calls the integrator's own step
+(``integrator._advance(field, x, u, dt)``, the code ``Integrator.rollout`` runs) and thereby the field's
+``forward`` (for :class:`~physwm.systems.CartPole`, :func:`~physwm.systems.cartpole.cartpole_dynamics`).
+Nothing is re-typed.
+
+One graph pass makes the fusion work. A field such as CartPole assembles ``dx/dt`` with
+``torch.stack(..., dim=-1)`` and the integrator adds ``h * dx/dt`` to the stacked state, so the compiled
+graph keeps materialising ``[B, n]`` arrays with the state variables interleaved; the C++ code generator
+then falls back to scalar code (the loads are strided). The pass (:func:`split_state_columns`) rewrites
+element-wise operations on such stacked tensors into the same operations on their ``n`` columns
+(``(a ⊕ b)[..., j] = a[..., j] ⊕ b[..., j]``), so each state variable lives in its own contiguous
+vector. It re-associates no arithmetic and changes no operation, so the fused rollout agrees with the
+eager one to float round-off (vectorised ``sin``/``cos`` may differ from the scalar library ones in
+the last bit; CartPole is chaotic, so such differences grow along long rollouts like any round-off).
+
+Inside, the state is kept time-major with one row per state variable (``[T+1, n, B]``); the rollout
+returns the batch-first view ``[B, T+1, n]`` of that buffer (no copy; call ``.contiguous()`` if a
+packed array is needed).
+
+If compilation is unavailable or fails (no C++ compiler, an operation inductor cannot compile, a field
+whose code breaks the graph), the rollout warns once and runs the same chunk function eagerly, giving
+the same numbers, only slower.
+
+Example::
+
+    from physwm import CartPole, Euler
+    from physwm.fused import compiled_rollout
+
+    rollout = compiled_rollout(CartPole(), Euler(), dt=0.02)
+    states = rollout(x0, u)          # x0 [B, 4], u [B, T, 1] -> [B, T+1, 4]
+"""
+
+from __future__ import annotations
+
+import operator
+import shutil
+import threading
+import time
+import types
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import fx
+
+from .integrators import Integrator, _check_dt, _check_rollout_args
+from .systems.base import VectorField
+
+__all__ = ["FusedRollout", "compiled_rollout", "compile_available", "split_state_columns"]
+
+_aten = torch.ops.aten
+
+# Largest last dimension the column pass splits (state and control dimensions are small).
+_MAX_COLUMNS = 32
+
+
+# --------------------------------------------------------------------------------------------------
+# The graph pass
+# --------------------------------------------------------------------------------------------------
+
+
+def _meta(n: Any) -> Any:
+    return n.meta.get("val") if isinstance(n, fx.Node) else None
+
+
+def _last_dim(d: Any, ndim: int) -> bool:
+    return isinstance(d, int) and ndim > 0 and (d == -1 or d == ndim - 1)
+
+
+def split_state_columns(graph: fx.Graph) -> int:
+    """Rewrite element-wise ops on stacked tensors ``[..., C]`` into ops on their ``C`` columns.
+
+    Works on an aten-level FX graph whose nodes carry ``meta["val"]`` (inductor's post-grad graphs).
+    A value gets a *column form* (a list of ``C`` nodes of shape ``[...]``) when it is
+
+    * ``unsqueeze(a, -1)`` (one column, ``a``) or ``stack(parts, -1)`` (the parts),
+    * ``cat(parts, -1)`` of values at least one of which has a column form,
+    * an element-wise (``torch.Tag.pointwise``, not random) op of which at least one tensor argument
+      has a column form; its other tensor arguments are 0-dim, broadcast along the last dimension
+      (size 1) or split by ``select``.
+
+    ``select(v, -1, j)``/``unbind(v, -1)`` of such a value then read the column directly, and any
+    other use of it gets the columns stacked back together, so the graph computes exactly the same
+    values with exactly the same operations. Dead nodes are removed.
+
+    Args:
+        graph: the graph, modified in place.
+
+    Returns:
+        The number of uses rewritten (0 if the graph has nothing to split).
+    """
+    cols: dict[fx.Node, list[fx.Node]] = {}
+    from_self: set[fx.Node] = set()  # nodes whose columns are plain selects of the node itself
+    keep: set[fx.Node] = set()  # split nodes that stay valid as they are (views, stack, cat)
+    rewrites = 0
+
+    def select(n: fx.Node, j: int) -> fx.Node:
+        with graph.inserting_after(n):
+            s = graph.call_function(_aten.select.int, (n, -1, j))
+        s.meta["val"] = _meta(n).select(-1, j)
+        return s
+
+    def columns_of(n: Any, c: int) -> list[Any] | None:
+        if n in cols:
+            return cols[n] if len(cols[n]) == c else None
+        v = _meta(n)
+        if not isinstance(v, torch.Tensor) or v.ndim == 0 or v.shape[-1] != c or c > _MAX_COLUMNS:
+            return None
+        cs = [select(n, j) for j in reversed(range(c))][::-1]
+        cols[n] = cs
+        from_self.add(n)
+        return cs
+
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        target, out = node.target, _meta(node)
+        if target is _aten.unsqueeze.default:
+            a, d = node.args[0], node.args[1]
+            va = _meta(a)
+            if isinstance(va, torch.Tensor) and (d == -1 or d == va.ndim):
+                cols[node] = [a]
+                keep.add(node)
+        elif target is _aten.stack.default:
+            parts = node.args[0]
+            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if isinstance(out, torch.Tensor) and _last_dim(d, out.ndim) and len(parts) <= _MAX_COLUMNS:
+                cols[node] = list(parts)
+                keep.add(node)
+        elif target is _aten.select.int:
+            a, d, j = node.args
+            va = _meta(a)
+            if a in cols and a not in from_self and isinstance(va, torch.Tensor) and _last_dim(d, va.ndim):
+                node.replace_all_uses_with(cols[a][j])
+                rewrites += 1
+        elif target is _aten.unbind.int:
+            a = node.args[0]
+            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            va = _meta(a)
+            if a in cols and a not in from_self and isinstance(va, torch.Tensor) and _last_dim(d, va.ndim):
+                for user in list(node.users):
+                    if user.op == "call_function" and user.target is operator.getitem:
+                        user.replace_all_uses_with(cols[a][user.args[1]])
+                        rewrites += 1
+        elif target is _aten.cat.default:
+            parts = node.args[0]
+            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if not isinstance(out, torch.Tensor) or not _last_dim(d, out.ndim) or out.shape[-1] > _MAX_COLUMNS:
+                continue
+            if not any(p in cols for p in parts):
+                continue
+            cs: list[Any] = []
+            for p in parts:
+                pc = cols.get(p) or columns_of(p, _meta(p).shape[-1])
+                if pc is None:
+                    break
+                cs.extend(pc)
+            else:
+                cols[node] = cs
+                keep.add(node)
+        elif (
+            isinstance(target, torch._ops.OpOverload)
+            and torch.Tag.pointwise in target.tags
+            and torch.Tag.nondeterministic_seeded not in target.tags
+        ):
+            if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[-1] > _MAX_COLUMNS:
+                continue
+            if any(isinstance(v, fx.Node) for v in node.kwargs.values()):
+                continue
+            c = out.shape[-1]
+            if not any(isinstance(a, fx.Node) and len(cols.get(a, ())) == c for a in node.args):
+                continue
+            per_arg: list[list[Any]] = []
+            for a in node.args:
+                if isinstance(a, (list, tuple)) and any(isinstance(x, fx.Node) for x in a):
+                    break
+                va = _meta(a)
+                if not isinstance(va, torch.Tensor) or va.ndim == 0:
+                    per_arg.append([a] * c)
+                elif va.shape[-1] == c and (ac := columns_of(a, c)) is not None:
+                    per_arg.append(ac)
+                elif va.shape[-1] == 1:
+                    per_arg.append([select(a, 0)] * c)
+                else:
+                    break
+            else:
+                new: list[fx.Node] = []
+                with graph.inserting_after(node):
+                    for j in reversed(range(c)):
+                        n = graph.call_function(target, tuple(pa[j] for pa in per_arg), dict(node.kwargs))
+                        n.meta["val"] = out.select(-1, j)
+                        new.append(n)
+                cols[node] = new[::-1]
+
+    # Every other use of a split value gets the columns stacked back (exactly the original value).
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node, cs in cols.items():
+        if node in from_self or node in keep or not node.users:
+            continue
+        first_user = min(node.users, key=order.__getitem__)
+        with graph.inserting_before(first_user):
+            parts = []
+            for c in cs:
+                p = graph.call_function(_aten.unsqueeze.default, (c, -1))
+                p.meta["val"] = _meta(c).unsqueeze(-1)
+                parts.append(p)
+            stacked = graph.call_function(_aten.cat.default, (parts, -1))
+        stacked.meta["val"] = _meta(node)
+        node.replace_all_uses_with(stacked)
+    graph.eliminate_dead_code()
+    graph.lint()
+    return rewrites
+
+
+def _column_pass() -> Any:
+    """The pass wrapped as inductor's ``CustomGraphPass`` (with a uuid, so compiled code is cached)."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+    class _SplitStateColumns(CustomGraphPass):
+        def __call__(self, graph: fx.Graph) -> None:
+            split_state_columns(graph)
+
+        def uuid(self) -> Any:
+            return get_hash_for_files((__file__,))
+
+    return _SplitStateColumns()
+
+
+# --------------------------------------------------------------------------------------------------
+# Compilation
+# --------------------------------------------------------------------------------------------------
+
+
+def compile_available(device: str | torch.device = "cpu") -> bool:
+    """Whether ``torch.compile`` with inductor can be expected to work here (on CPU: a C++ compiler).
+
+    A cheap check (no compilation is attempted); a compile can still fail, and then
+    :class:`FusedRollout` falls back to eager mode with a warning.
+    """
+    if not hasattr(torch, "compile"):
+        return False
+    if torch.device(device).type == "cpu":
+        try:
+            from torch._inductor import config as inductor_config
+
+            cxx = inductor_config.cpp.cxx[-1] if inductor_config.cpp.cxx else None
+        except Exception:  # pragma: no cover - very old or stripped torch
+            return False
+        candidates = [c for c in (cxx, "g++", "c++", "clang++") if c]
+        return any(shutil.which(c) for c in candidates)
+    return True
+
+
+def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps: int) -> Callable:
+    """``steps`` steps of the integrator's own step code on a state stored as rows ``[n, B]``."""
+
+    def chunk(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        # x [n, B] (one row per state variable), u [steps, m, B], out [steps, n, B] (written).
+        s = x.t()
+        rows = []
+        for k in range(steps):
+            s = integrator._advance(field, s, u[k].t(), dt)
+            rows.extend(s.unbind(-1))
+        states = torch.stack(rows).view(steps, x.shape[0], x.shape[1])
+        out.copy_(states)
+        return states[-1].clone()
+
+    return chunk
+
+
+_counter = 0
+_counter_lock = threading.Lock()
+
+
+def _fresh_code(fn: Callable) -> Callable:
+    """A copy of ``fn`` with its own code object, so torch.compile's per-code cache (and its recompile
+    limit) is not shared between different fields/integrators."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        name = f"_physwm_fused_chunk_{_counter}"
+    code = fn.__code__.replace(co_name=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+class FusedRollout:
+    """Open-loop rollouts of ``field`` with ``integrator`` at step ``dt``, compiled (see the module doc).
+
+    Build one with :func:`compiled_rollout` (which caches them). Calling it is a drop-in replacement
+    for ``integrator.rollout(field, x0, u, dt)``:
+
+    Args (of ``__call__``):
+        x0: initial states ``[B, n]``.
+        u: controls ``[B, T, m]`` (zero-order hold over each step).
+
+    Returns:
+        ``states [B, T+1, n]`` (first entry ``x0``), dtype and device of ``x0``; a batch-first view of a
+        time-major buffer (values identical to a contiguous array).
+
+    Attributes:
+        compiled: False once compilation failed and the rollout runs eagerly.
+        compile_seconds: wall time spent in calls that compiled (first call per batch size/dtype/device
+            when ``dynamic=False``), i.e. compilation plus one chunk of work.
+    """
+
+    def __init__(
+        self,
+        field: VectorField,
+        integrator: Integrator,
+        dt: float,
+        chunk: int = 8,
+        backend: str | Callable = "inductor",
+        dynamic: bool | None = False,
+        fallback: bool = True,
+    ):
+        if not isinstance(field, VectorField):
+            raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
+        if not isinstance(integrator, Integrator):
+            raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer number of steps, got {chunk!r}")
+        self.field, self.integrator, self.dt, self.chunk = field, integrator, _check_dt(dt), chunk
+        self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
+        self._eager = _chunk_function(field, integrator, self.dt, chunk)
+        self._fn: Callable = self._eager
+        self.compiled = False
+        self.compile_seconds = 0.0
+        self._seen: set[tuple] = set()
+        self._lock = threading.Lock()
+        if backend == "inductor" and not compile_available():
+            self._give_up("no C++ compiler found for torch.compile's inductor backend")
+        else:
+            try:
+                options = {"post_grad_custom_pre_pass": _column_pass()} if backend == "inductor" else None
+                self._fn = torch.compile(
+                    _fresh_code(self._eager), backend=backend, fullgraph=True, dynamic=dynamic, options=options
+                )
+                self.compiled = True
+            except Exception as err:  # torch without compile, unknown backend, ...
+                self._give_up(f"{type(err).__name__}: {err}", err)
+
+    def _give_up(self, reason: str, err: Exception | None = None) -> None:
+        if not self.fallback:
+            raise RuntimeError(f"physwm.fused: compilation failed ({reason})") from err
+        warnings.warn(
+            f"physwm.fused: compilation unavailable ({reason}); running the rollout eagerly (same numbers, slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._fn = self._eager
+        self.compiled = False
+
+    def _run_chunk(self, x: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if not self.compiled:
+            return self._eager(x, u, out)
+        key = (x.shape[1] if not self.dynamic else None, x.dtype, u.dtype, x.device)
+        first = key not in self._seen
+        t0 = time.perf_counter()
+        try:
+            last = self._fn(x, u, out)
+        except Exception as err:
+            if not first:
+                raise
+            self._give_up(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}", err)
+            return self._eager(x, u, out)
+        if first:
+            self._seen.add(key)
+            self.compile_seconds += time.perf_counter() - t0
+        return last
+
+    def warmup(self, batch_size: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> float:
+        """Compile for ``batch_size`` (and ``dtype``/``device``) now; returns the seconds it took."""
+        n, m = self.field.state_dim, self.field.control_dim
+        before = self.compile_seconds
+        t0 = time.perf_counter()
+        self(torch.zeros(batch_size, n, dtype=dtype, device=device),
+             torch.zeros(batch_size, self.chunk, m, dtype=dtype, device=device))
+        return self.compile_seconds - before if self.compiled else time.perf_counter() - t0
+
+    def __call__(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        _check_rollout_args(self.field, x0, u)
+        batch, horizon = u.shape[0], u.shape[1]
+        k = self.chunk
+        padded = -(-horizon // k) * k
+        # Controls time-major, one row per control variable; padded to whole chunks with zeros (the
+        # states computed from the padding are discarded).
+        ut = torch.zeros(padded, u.shape[2], batch, dtype=u.dtype, device=u.device)
+        ut[:horizon].copy_(u.permute(1, 2, 0))
+        out = torch.empty(padded + 1, x0.shape[1], batch, dtype=x0.dtype, device=x0.device)
+        out[0].copy_(x0.t())
+        x = out[0].clone()
+        with self._lock:
+            for j in range(0, padded, k):
+                x = self._run_chunk(x, ut[j : j + k], out[j + 1 : j + 1 + k])
+        return out[: horizon + 1].permute(2, 0, 1)
+
+    def __repr__(self) -> str:
+        mode = "compiled" if self.compiled else "eager fallback"
+        return (
+            f"FusedRollout({type(self.field).__name__}, {self.integrator!r}, dt={self.dt}, "
+            f"chunk={self.chunk}, {mode})"
+        )
+
+
+# Most recently used rollouts, keyed by the identities of field and integrator (the entries hold both,
+# so an identity cannot be reused while its entry lives) and the settings. Bounded, so fields that are
+# no longer used are eventually released.
+_CACHE: OrderedDict[tuple, FusedRollout] = OrderedDict()
+_CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
+
+
+def compiled_rollout(
+    field: VectorField,
+    integrator: Integrator | str,
+    dt: float,
+    *,
+    chunk: int = 8,
+    backend: str | Callable = "inductor",
+    dynamic: bool | None = False,
+    fallback: bool = True,
+) -> FusedRollout:
+    """A compiled drop-in for ``integrator.rollout(field, x0, u, dt)``; cached per field and settings.
+
+    Args:
+        field: the vector field (its ``forward`` is what gets compiled).
+        integrator: an :class:`~physwm.integrators.Integrator` or a name for ``get_integrator``.
+            Fixed-step integrators fuse fully; ``Adaptive`` (torchdiffeq) generally does not compile
+            and falls back to eager.
+        dt: control period, s.
+        chunk: steps compiled into one kernel call. Larger chunks cut per-call overhead (small
+            batches) but lengthen compilation; a rollout's horizon is padded to whole chunks.
+        backend: ``torch.compile`` backend (``"inductor"``; ``"eager"`` for debugging).
+        dynamic: passed to ``torch.compile``. ``False`` (default) compiles once per batch size, which
+            gives the fastest kernels; ``True``/``None`` share one kernel across batch sizes.
+        fallback: if compilation is unavailable or fails, warn and run eagerly (``True``, default) or
+            raise ``RuntimeError`` (``False``).
+
+    Returns:
+        A :class:`FusedRollout`; the same object for the same field, integrator object and settings.
+    """
+    from .integrators import get_integrator
+
+    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    key = (id(field), id(integrator), _check_dt(dt), chunk, backend, dynamic, fallback)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None and cached.field is field and cached.integrator is integrator:
+            _CACHE.move_to_end(key)
+            return cached
+        cached = _CACHE[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return cached
