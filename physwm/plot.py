@@ -1,0 +1,473 @@
+"""Figures of world models: phase portraits, vector fields, residuals, error curves, energy.
+
+Every function takes plain arrays (numpy or torch), draws them, and returns a matplotlib ``Figure``; none
+needs a model, so results saved to disk can be redrawn (``physwm plot DIR``). Colours are consistent
+across figures: one palette per model family, :data:`PALETTE` (the true system is always black).
+Axes carry units; CartPole's state is ``[x (m), x_dot (m/s), theta (rad), theta_dot (rad/s)]``.
+
+Non-finite values (a divergent model's NaN/inf) are not drawn; error curves mark such a model
+"diverged" in the legend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PALETTE",
+    "STATE_LABELS",
+    "color",
+    "phase_portrait",
+    "vector_field",
+    "residual",
+    "error_vs_horizon",
+    "data_efficiency",
+    "energy",
+    "save",
+]
+
+#: One colour per model family (and the truth); model names not listed here get a stable fallback colour.
+PALETTE: dict[str, str] = {
+    "truth": "#000000",
+    "explicit": "#1f77b4",
+    "hybrid": "#d62728",
+    "node": "#2ca02c",
+    "mlp": "#ff7f0e",
+    "vae": "#9467bd",
+    "gru": "#8c564b",
+    "transformer": "#e377c2",
+    "ensemble": "#17becf",
+    "gaussian_mlp": "#bcbd22",
+}
+_FALLBACK = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d")
+
+#: Axis labels (with units) of CartPole's state dimensions.
+STATE_LABELS: tuple[str, ...] = (
+    "cart position x (m)",
+    "cart velocity dx/dt (m/s)",
+    "pole angle θ (rad)",
+    "pole angular velocity dθ/dt (rad/s)",
+)
+
+
+def color(name: str, family: str | None = None) -> str:
+    """The colour of a model: its family's in :data:`PALETTE`, else its name's, else a stable fallback."""
+    for key in (family, name):
+        if key is not None and key in PALETTE:
+            return PALETTE[key]
+    for fam in sorted(PALETTE, key=len, reverse=True):  # "hybrid_big" -> hybrid's colour
+        if name.startswith(fam):
+            return PALETTE[fam]
+    return _FALLBACK[sum(map(ord, name)) % len(_FALLBACK)]
+
+
+def _np(a: Any, name: str) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}") from err
+    return arr
+
+
+def _state_label(d: int) -> str:
+    return STATE_LABELS[d] if 0 <= d < len(STATE_LABELS) else f"state[{d}]"
+
+
+def _figure(ax=None, figsize=(6.0, 4.5)):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _families(families: Mapping[str, str] | None) -> Mapping[str, str]:
+    return families or {}
+
+
+def phase_portrait(
+    true: Any,
+    predictions: Mapping[str, Any] | None = None,
+    dims: tuple[int, int] = (2, 3),
+    *,
+    train: Any = None,
+    families: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Phase portrait of trajectories: true and predicted, overlaid (default: pole angle vs angular velocity).
+
+    Args:
+        true: ``[T+1, n]`` or ``[B, T+1, n]`` true states (physical units).
+        predictions: model name -> states of the same shape (e.g. open-loop rollouts from the same starts).
+        dims: the two state dimensions on the x and y axes.
+        train: optional ``[..., n]`` training states drawn as grey dots (the region the models saw).
+        families: model name -> family (for colours).
+        title: axes title.
+        ax: draw into these axes (default: a new figure).
+
+    Returns:
+        the Figure. The true trajectory is a black line labelled "truth", each model a coloured dashed line
+        labelled with its name (one legend entry per model), the start a black dot.
+    """
+    true = _np(true, "true")
+    if true.ndim == 2:
+        true = true[None]
+    if true.ndim != 3:
+        raise ValueError(f"true must be [T+1, n] or [B, T+1, n], got shape {true.shape}")
+    i, j = dims
+    n = true.shape[-1]
+    if not (0 <= i < n and 0 <= j < n):
+        raise ValueError(f"dims {dims} out of range for states of dimension {n}")
+    fig, ax = _figure(ax)
+    fams = _families(families)
+    if train is not None:
+        tr = _np(train, "train").reshape(-1, n)
+        tr = tr[np.isfinite(tr).all(1)]
+        ax.plot(tr[:, i], tr[:, j], ".", color="0.8", ms=2, label="training data", zorder=0)
+    for b in range(true.shape[0]):
+        ax.plot(
+            true[b, :, i],
+            true[b, :, j],
+            "-",
+            color=PALETTE["truth"],
+            lw=1.6,
+            label="truth" if b == 0 else None,
+            zorder=3,
+        )
+        ax.plot(true[b, 0, i], true[b, 0, j], "o", color=PALETTE["truth"], ms=5, zorder=4)
+    for name, pred in (predictions or {}).items():
+        p = _np(pred, f"predictions[{name!r}]")
+        if p.ndim == 2:
+            p = p[None]
+        if p.shape != true.shape:
+            raise ValueError(f"predictions[{name!r}] has shape {p.shape}, the truth {true.shape}")
+        p = np.where(np.isfinite(p), p, np.nan)
+        for b in range(p.shape[0]):
+            ax.plot(
+                p[b, :, i],
+                p[b, :, j],
+                "--",
+                color=color(name, fams.get(name)),
+                lw=1.3,
+                label=name if b == 0 else None,
+                zorder=2,
+            )
+    ax.set_xlabel(_state_label(i))
+    ax.set_ylabel(_state_label(j))
+    _limit_to(ax, true[..., i], true[..., j], train=None if train is None else tr[:, [i, j]])
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _limit_to(ax, xs: np.ndarray, ys: np.ndarray, train: np.ndarray | None = None, margin: float = 0.35) -> None:
+    """Keep the view on the truth (and training data): a divergent prediction must not squash the plot."""
+    x = xs[np.isfinite(xs)]
+    y = ys[np.isfinite(ys)]
+    if train is not None and len(train):
+        x = np.concatenate([x, train[:, 0]])
+        y = np.concatenate([y, train[:, 1]])
+    if x.size == 0 or y.size == 0:
+        return
+    for lo, hi, setter in ((x.min(), x.max(), ax.set_xlim), (y.min(), y.max(), ax.set_ylim)):
+        pad = margin * (hi - lo) if hi > lo else 1.0
+        setter(lo - pad, hi + pad)
+
+
+def vector_field(
+    grid_x: Any,
+    grid_y: Any,
+    true: Any,
+    learned: Mapping[str, Any],
+    *,
+    dims: tuple[int, int] = (2, 3),
+    train: Any = None,
+    families: Mapping[str, str] | None = None,
+    title: str | None = None,
+):
+    """Stream plots of the true vector field and of each learned one on a 2-D slice of the state space.
+
+    Args:
+        grid_x: ``[Gx]`` coordinates of the horizontal axis (state dimension ``dims[0]``).
+        grid_y: ``[Gy]`` coordinates of the vertical axis (state dimension ``dims[1]``).
+        true: ``[Gy, Gx, 2]`` true time derivatives of ``(dims[0], dims[1])`` on the grid.
+        learned: model name -> ``[Gy, Gx, 2]`` learned derivatives (for a discrete-time model,
+            ``(step(x, u) - x) / dt``).
+        dims: which state dimensions the grid spans (for labels).
+        train: optional ``[..., 2]`` training points (in the slice's coordinates) drawn as grey dots.
+        families: model name -> family (for colours).
+        title: figure title.
+
+    Returns:
+        the Figure: one panel per field, the truth first (black streamlines), each model in its colour,
+        with the RMS difference to the truth over the grid in the panel title.
+    """
+    import matplotlib.pyplot as plt
+
+    gx, gy = _np(grid_x, "grid_x"), _np(grid_y, "grid_y")
+    t = _np(true, "true")
+    if t.shape != (gy.size, gx.size, 2):
+        raise ValueError(f"true must have shape [Gy={gy.size}, Gx={gx.size}, 2], got {t.shape}")
+    panels = [("truth", t)]
+    for name, f in learned.items():
+        f = _np(f, f"learned[{name!r}]")
+        if f.shape != t.shape:
+            raise ValueError(f"learned[{name!r}] has shape {f.shape}, expected {t.shape}")
+        panels.append((name, f))
+    k = len(panels)
+    cols = min(k, 3)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, layout="constrained")
+    fams = _families(families)
+    tr = None if train is None else _np(train, "train").reshape(-1, 2)
+    for a, (name, f) in zip(axes.flat, panels):
+        c = PALETTE["truth"] if name == "truth" else color(name, fams.get(name))
+        u, v = f[..., 0], f[..., 1]
+        ok = np.isfinite(u) & np.isfinite(v)
+        u, v = np.where(ok, u, 0.0), np.where(ok, v, 0.0)
+        if tr is not None:
+            a.plot(tr[:, 0], tr[:, 1], ".", color="0.85", ms=1.5, zorder=0)
+        a.streamplot(gx, gy, u, v, color=c, density=1.0, linewidth=0.8, arrowsize=0.8)
+        if name == "truth":
+            a.set_title("truth")
+        else:
+            diff = np.sqrt(np.nanmean(np.where(ok[..., None], (f - t) ** 2, np.nan))) if ok.any() else np.inf
+            a.set_title(f"{name} (RMS diff. {diff:.3g})", color=c)
+        a.set_xlim(gx.min(), gx.max())
+        a.set_ylim(gy.min(), gy.max())
+        a.set_xlabel(_state_label(dims[0]))
+        a.set_ylabel(_state_label(dims[1]))
+    for a in list(axes.flat)[k:]:
+        a.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def residual(
+    sweeps: Sequence[Mapping[str, Any]], *, families: Mapping[str, str] | None = None, title: str | None = None
+):
+    """A hybrid's learned residual against the true missing term, along 1-D sweeps of the state.
+
+    Args:
+        sweeps: one panel each, a mapping with ``x`` ``[K]`` (swept values), ``true`` ``[K]`` (the term the
+            nominal physics misses, e.g. the friction acceleration), ``learned``: model name -> ``[K]``,
+            ``xlabel``, ``ylabel`` (with units), and optionally ``train_range`` ``(lo, hi)`` of ``x`` in the
+            training data (shaded).
+        families: model name -> family (for colours).
+        title: figure title.
+
+    Returns:
+        the Figure, one panel per sweep: the truth black, each model dashed in its colour.
+    """
+    import matplotlib.pyplot as plt
+
+    if not sweeps:
+        raise ValueError("residual needs at least one sweep")
+    fams = _families(families)
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.0 * len(sweeps), 3.8), squeeze=False, layout="constrained")
+    for a, sw in zip(axes.flat, sweeps):
+        missing = sorted({"x", "true", "learned"} - set(sw))
+        if missing:
+            raise ValueError(f"each sweep needs x, true and learned; missing {missing}")
+        x, t = _np(sw["x"], "x"), _np(sw["true"], "true")
+        if x.shape != t.shape or x.ndim != 1:
+            raise ValueError(f"sweep x and true must be 1-D of equal length, got {x.shape} and {t.shape}")
+        if sw.get("train_range") is not None:
+            lo, hi = sw["train_range"]
+            a.axvspan(lo, hi, color="0.92", label="training range", zorder=0)
+        a.plot(x, t, "-", color=PALETTE["truth"], lw=2, label="true missing term")
+        for name, y in sw["learned"].items():
+            y = _np(y, f"learned[{name!r}]")
+            if y.shape != x.shape:
+                raise ValueError(f"learned[{name!r}] has shape {y.shape}, expected {x.shape}")
+            a.plot(
+                x,
+                np.where(np.isfinite(y), y, np.nan),
+                "--",
+                color=color(name, fams.get(name)),
+                lw=1.6,
+                label=f"{name} residual",
+            )
+        a.set_xlabel(sw.get("xlabel", "x"))
+        a.set_ylabel(sw.get("ylabel", "residual"))
+        a.axhline(0.0, color="0.6", lw=0.6)
+        a.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _curve_label(name: str, y: np.ndarray) -> str:
+    return f"{name} (diverged)" if (~np.isfinite(y)).any() else name
+
+
+def _curves(ax, curves: Mapping[str, Any], families: Mapping[str, str], marker: str) -> None:
+    for name, c in curves.items():
+        if len(c) not in (2, 3):
+            raise ValueError(f"curve {name!r} must be (x, mean) or (x, mean, std)")
+        x, y = _np(c[0], "x"), _np(c[1], "mean")
+        if x.shape != y.shape or x.ndim != 1:
+            raise ValueError(f"curve {name!r}: x and mean must be 1-D of equal length, got {x.shape}, {y.shape}")
+        col = color(name, families.get(name))
+        y_plot = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+        ax.plot(x, y_plot, marker + "-", color=col, label=_curve_label(name, y), lw=1.6, ms=5)
+        if len(c) == 3 and c[2] is not None:
+            s = _np(c[2], "std")
+            if s.shape != y.shape:
+                raise ValueError(f"curve {name!r}: std must have the shape of mean {y.shape}, got {s.shape}")
+            lo = np.where(np.isfinite(y - s) & (y - s > 0), y - s, y_plot * 0.5)
+            hi = np.where(np.isfinite(y + s), y + s, np.nan)
+            ax.fill_between(x, lo, hi, color=col, alpha=0.15, lw=0)
+
+
+def error_vs_horizon(
+    errors: Mapping[str, Any],
+    *,
+    ylabel: str = "rollout RMSE (normalised)",
+    families: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Open-loop rollout error against horizon, one line per model, log-scale error axis.
+
+    Args:
+        errors: model name -> ``(horizons [H] in steps, mean [H])`` or ``(horizons, mean, std)`` (the std is a
+            shaded band, e.g. over seeds).
+        ylabel: label of the error axis (with units).
+        families: model name -> family (for colours).
+        title: axes title.
+        ax: draw into these axes (default: a new figure).
+
+    Returns:
+        the Figure.
+    """
+    fig, ax = _figure(ax)
+    _curves(ax, errors, _families(families), "o")
+    ax.set_yscale("log")
+    ax.set_xlabel("horizon (steps)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def data_efficiency(
+    curves: Mapping[str, Any],
+    *,
+    ylabel: str = "100-step rollout RMSE (normalised)",
+    families: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Error against the number of training transitions, one line per model, log-log axes.
+
+    Args:
+        curves: model name -> ``(sizes [K], mean [K])`` or ``(sizes, mean, std)``.
+        ylabel: label of the error axis.
+        families: model name -> family (for colours).
+        title: axes title.
+        ax: draw into these axes (default: a new figure).
+
+    Returns:
+        the Figure.
+    """
+    fig, ax = _figure(ax)
+    _curves(ax, curves, _families(families), "s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training transitions")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def energy(
+    t: Any,
+    true: Any,
+    predictions: Mapping[str, Any],
+    *,
+    families: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Mechanical energy over time of the true trajectory and of each model's prediction.
+
+    Args:
+        t: ``[T+1]`` times (s).
+        true: ``[T+1]`` energy of the true states (J).
+        predictions: model name -> ``[T+1]`` energy of its predicted states (J), e.g.
+            ``CartPole(params).energy(rollout)``.
+        families: model name -> family (for colours).
+        title: axes title.
+        ax: draw into these axes (default: a new figure).
+
+    Returns:
+        the Figure (the view is kept on the truth's range, widened moderately).
+    """
+    t, e = _np(t, "t"), _np(true, "true")
+    if t.shape != e.shape or t.ndim != 1:
+        raise ValueError(f"t and true must be 1-D of equal length, got {t.shape} and {e.shape}")
+    fig, ax = _figure(ax)
+    ax.plot(t, e, "-", color=PALETTE["truth"], lw=2, label="truth")
+    fams = _families(families)
+    for name, p in predictions.items():
+        p = _np(p, f"predictions[{name!r}]")
+        if p.shape != t.shape:
+            raise ValueError(f"predictions[{name!r}] has shape {p.shape}, expected {t.shape}")
+        ax.plot(
+            t,
+            np.where(np.isfinite(p), p, np.nan),
+            "--",
+            color=color(name, fams.get(name)),
+            lw=1.4,
+            label=_curve_label(name, p),
+        )
+    lo, hi = float(np.min(e)), float(np.max(e))
+    pad = max(hi - lo, 0.05 * max(abs(lo), abs(hi), 1e-3))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mechanical energy (J)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def save(fig, path, dpi: int = 110) -> str:
+    """Save a figure as PNG (atomically: temp file then rename) and close it; returns the path."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return str(path)
