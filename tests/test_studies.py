@@ -1,0 +1,277 @@
+"""Studies: a tiny study runs end to end, resumes without redoing finished runs, and rejects bad input."""
+
+import json
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from physwm import studies  # noqa: E402
+from physwm.cli import main  # noqa: E402
+from physwm.studies import (  # noqa: E402
+    DataEfficiencyConfig,
+    FitConfig,
+    HeadlineConfig,
+    ModelConfig,
+    SplitConfig,
+    StudyConfig,
+    TaskConfig,
+    default_config,
+    run_study,
+)
+
+FREE = {"terminate": False}  # frictionless physwm env: fast to simulate
+
+
+def tiny_config(**changes) -> StudyConfig:
+    box = dict(start_low=[-0.1, -0.1, -0.3, -0.3], start_high=[0.1, 0.1, 0.3, 0.3])
+    task = TaskConfig(
+        name="tiny",
+        description="frictionless CartPole, small swings",
+        train=SplitConfig("train", "in", env_options=FREE, episodes=4, max_steps=50, seed=0, **box),
+        val=SplitConfig("val", "in", env_options=FREE, episodes=1, max_steps=30, seed=1, **box),
+        tests=[
+            SplitConfig("in_dist", "in", env_options=FREE, episodes=2, max_steps=25, seed=2, **box),
+            SplitConfig("big", "out", env_options=FREE, episodes=2, max_steps=25, seed=3,
+                        start_low=[0, 0, 2.0, -3], start_high=[0, 0, 3.0, 3]),
+            SplitConfig("heavy", "out", env_options=FREE, params={"masspole": 0.3}, episodes=1, max_steps=25,
+                        seed=4, **box),
+        ],
+    )  # fmt: skip
+    cfg = StudyConfig(
+        name="tiny study",
+        tasks=[task],
+        models=[
+            ModelConfig("hybrid", options={"learnable": [], "hidden": [8]}),
+            ModelConfig("mlp", options={"hidden": [16]}),
+        ],
+        seeds=[0],
+        train_transitions=200,
+        data_efficiency=DataEfficiencyConfig(task="tiny", sizes=[50, 200]),
+        headline=HeadlineConfig(task="tiny", horizon=20),
+        horizons=[1, 10, 20],
+        max_windows=8,
+        fit=FitConfig(steps=12, max_epochs=4, batch_size=64, val_max_windows=16),
+        workers=1,
+    )
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    res = run_study(tiny_config(), out, progress=False)
+    return out, res
+
+
+def _run_files(out):
+    return sorted((out / "runs").glob("tiny/*/*.json"))
+
+
+def test_study_runs_end_to_end(study_dir):
+    out, res = study_dir
+    # 2 models x (200 transitions + 50 transitions) x 1 seed; the 200-transition runs are shared by compare
+    # and the data-efficiency sweep, so they are trained once
+    assert res.runs_total == 4 and res.runs_done == 4 and res.data_collected == 5
+    names = sorted(p.relative_to(out / "runs" / "tiny").as_posix() for p in _run_files(out))
+    assert names == ["hybrid/n200_s0.json", "hybrid/n50_s0.json", "mlp/n200_s0.json", "mlp/n50_s0.json"]
+    run = json.loads((out / "runs/tiny/hybrid/n50_s0.json").read_text())
+    assert run["n_train"] == 50 and set(run["splits"]) == {"in_dist", "big", "heavy"}
+    assert run["splits"]["big"]["distribution"] == "out"
+    assert (out / "runs/tiny/hybrid/n50_s0.pt").is_file()
+    # the report's numbers are the runs' numbers
+    results = json.loads((out / "results.json").read_text())
+    row = next(r for r in results["aggregated"]
+               if (r["model"], r["n_train"], r["split"]) == ("mlp", 200, "big"))  # fmt: skip
+    mlp = json.loads((out / "runs/tiny/mlp/n200_s0.json").read_text())["splits"]["big"]
+    assert row["rmse@20"] == pytest.approx(mlp["rmse@20"]) and row["seeds"] == 1
+    head = results["headline"]
+    hyb = json.loads((out / "runs/tiny/hybrid/n200_s0.json").read_text())["splits"]["big"]
+    big = next(s for s in head["splits"] if s["split"] == "big")
+    assert big["ratio"] == pytest.approx(mlp["rmse@20"] / hyb["rmse@20"])
+    assert big["best_implicit"] == "mlp" and big["other_system"] is False
+    assert next(s for s in head["splits"] if s["split"] == "heavy")["other_system"] is True
+    md = (out / "results.md").read_text()
+    assert "## Headline: hybrid vs the best implicit model" in md and "## Data efficiency" in md
+    assert f"{hyb['rmse@20']:.3g}" in md
+    csv = (out / "results.csv").read_text().splitlines()
+    assert csv[0].startswith("task,model,family,n_train,split,distribution,seeds,")
+    assert len(csv) == 1 + 4 * 3  # one row per (model, size, split)
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    for name in ("error_vs_horizon_tiny.png", "data_efficiency.png", "phase_portrait_in_dist.png",
+                 "phase_portrait_big.png", "vector_field.png", "residual.png", "energy_big.png"):  # fmt: skip
+        assert name in pngs
+
+
+def test_the_hybrid_starts_as_the_physics(study_dir):
+    # On a frictionless system the nominal physics is exact: the hybrid (its residual zero at the start and
+    # kept small by its penalty) stays far more accurate than an MLP after the same short training.
+    out, _ = study_dir
+    hyb = json.loads((out / "runs/tiny/hybrid/n200_s0.json").read_text())["splits"]["in_dist"]
+    mlp = json.loads((out / "runs/tiny/mlp/n200_s0.json").read_text())["splits"]["in_dist"]
+    assert hyb["rmse@20"] < 0.05 and hyb["rmse@20"] < 0.1 * mlp["rmse@20"]
+
+
+def test_resume_does_not_redo_finished_runs(study_dir, tmp_path):
+    out, _ = study_dir
+    before = {p: p.stat().st_mtime_ns for p in _run_files(out)}
+    data_before = {p: p.stat().st_mtime_ns for p in (out / "runs" / "data").rglob("*.npz")}
+    # workers/threads/figures change how a study runs, not its results: it still resumes
+    res = run_study(tiny_config(figures=False, threads=2), out, progress=False)
+    assert res.runs_done == 0 and res.data_collected == 0 and res.runs_total == 4
+    assert {p: p.stat().st_mtime_ns for p in _run_files(out)} == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs" / "data").rglob("*.npz")} == data_before
+    # an interrupted study: one run never wrote its result -> only that run is redone
+    victim = out / "runs/tiny/mlp/n50_s0.json"
+    victim.unlink()
+    res = run_study(tiny_config(figures=False), out, progress=False)
+    assert res.runs_done == 1 and victim.exists()
+    assert {p: t for p, t in before.items() if p != victim} == {
+        p: p.stat().st_mtime_ns for p in _run_files(out) if p != victim
+    }
+
+
+def test_cli_compare_resumes_and_plot_redraws(study_dir, tmp_path, capsys):
+    out, _ = study_dir
+    cfg_file = tmp_path / "tiny.json"
+    tiny_config(figures=False).to_json(cfg_file)
+    assert StudyConfig.from_json(cfg_file) == tiny_config(figures=False)  # JSON round trip
+    before = {p: p.stat().st_mtime_ns for p in _run_files(out)}
+    assert main(["compare", "--config", str(cfg_file), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs (0 trained now, 4 found finished)" in printed and "results.md" in printed
+    assert {p: p.stat().st_mtime_ns for p in _run_files(out)} == before
+    png = out / "figures" / "vector_field.png"
+    png.unlink()
+    assert main(["plot", str(out)]) == 0
+    assert png.is_file()
+    assert main(["plot", str(tmp_path)]) == 2  # not a study directory: a clear error, exit code 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_a_different_study_in_the_same_directory_is_refused(study_dir, tmp_path):
+    out, _ = study_dir
+    other = tiny_config(seeds=[1])
+    with pytest.raises(FileExistsError, match="different study"):
+        run_study(other, out, progress=False)
+    # overwrite=True replaces it (in a copy, to keep the module's directory intact)
+    fresh = tmp_path / "fresh"
+    run_study(tiny_config(data_efficiency=None, figures=False), fresh, progress=False)
+    res = run_study(tiny_config(data_efficiency=None, figures=False, seeds=[1]), fresh, overwrite=True,
+                    progress=False)  # fmt: skip
+    assert res.runs_done == 2
+    assert sorted(p.name for p in fresh.glob("runs/tiny/*/*.json")) == ["n200_s1.json", "n200_s1.json"]
+
+
+def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_default(quick=False):
+        seen["quick"] = quick
+        return tiny_config(data_efficiency=None, figures=False)
+
+    monkeypatch.setattr(studies, "default_config", fake_default)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-progress"]) == 0
+    assert seen == {"quick": True}
+    printed = capsys.readouterr().out
+    assert "table: " in printed and (tmp_path / "demo" / "results.md").is_file()
+
+
+def test_default_configs_are_valid():
+    full, quick = default_config(), default_config(quick=True)
+    assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae"]
+    assert full.train_transitions <= 5000 and full.headline.task == "friction" and full.headline.horizon == 100
+    assert {t.name for t in full.tasks} == {"cartpole", "friction"}
+    assert full.tasks[0].train.env == "CartPole-v1"
+    assert any(s.distribution == "out" and not s.env_options.get("terminate", True) for s in full.tasks[1].tests)
+    assert StudyConfig.from_dict(full.to_dict()) == full
+    assert quick.train_transitions < full.train_transitions and len(quick.seeds) == 1
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def test_unknown_model_name_lists_the_valid_ones():
+    d = tiny_config().to_dict()
+    d["models"][1]["name"] = "resnet"
+    with pytest.raises(ValueError, match=r"unknown model 'resnet'; valid: \['explicit', 'node', 'hybrid'"):
+        StudyConfig.from_dict(d)
+    d = tiny_config().to_dict()
+    d["models"][1]["options"] = {"hiddne": [8]}
+    with pytest.raises(ValueError, match=r"model 'mlp' on task 'tiny': unknown options \['hiddne'\]"):
+        StudyConfig.from_dict(d)
+
+
+def test_unknown_fields_and_bad_json(tmp_path):
+    d = tiny_config().to_dict()
+    d["sedds"] = [0]
+    with pytest.raises(ValueError, match=r"unknown study config fields \['sedds'\]; valid:"):
+        StudyConfig.from_dict(d)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        StudyConfig.from_json(bad)
+    with pytest.raises(FileNotFoundError):
+        StudyConfig.from_json(tmp_path / "missing.json")
+    assert main(["compare", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_a_split_with_no_data_is_a_clear_error(tmp_path):
+    cfg = tiny_config()
+    cfg.tasks[0].tests[0].horizons = [40]  # more than its 25 steps: caught before collecting
+    with pytest.raises(ValueError, match="in_dist.*exceed max_steps 25.*no window"):
+        cfg.validate()
+    # episodes that terminate early (gymnasium CartPole-v1 under a random policy) leave no window of 100
+    # steps: caught after collection, naming the split and its longest episode
+    cfg = tiny_config(data_efficiency=None, figures=False)
+    cfg.tasks[0].tests[0] = SplitConfig("short", "in", env="CartPole-v1", policy="random", episodes=2,
+                                        max_steps=200, seed=0, horizons=[100])  # fmt: skip
+    with pytest.raises(ValueError, match=r"split 'short' has no window of 100 steps.*longest episode has \d+"):
+        run_study(cfg, tmp_path / "s", progress=False)
+    cfg = tiny_config()
+    cfg.tasks[0].tests[1].episodes = 0
+    with pytest.raises(ValueError, match="episodes must be an int >= 1"):
+        cfg.validate()
+
+
+def test_a_model_whose_state_dim_does_not_match_the_data():
+    from physwm.data import Trajectories
+    from physwm.models import MLPModel
+
+    data = Trajectories(torch.zeros(1, 3, 4, dtype=torch.float64), torch.zeros(1, 2, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="model 'x'.*state_dim is 3 but the data's states have 4"):
+        studies._check_compatible(MLPModel(3, 1, 0.02), data, "model 'x'")
+
+
+def test_training_pool_too_small(tmp_path):
+    cfg = tiny_config(data_efficiency=None, figures=False, train_transitions=10_000)
+    with pytest.raises(ValueError, match="training pool holds 200 transitions, fewer than the 10000"):
+        run_study(cfg, tmp_path / "p", progress=False)
+
+
+def test_first_transitions_cuts_the_last_episode():
+    from physwm.data import Trajectories
+
+    traj = Trajectories(torch.randn(3, 11, 4, dtype=torch.float64), torch.randn(3, 10, 1, dtype=torch.float64),
+                        lengths=[10, 4, 10])  # fmt: skip
+    sub = studies._first_transitions(traj, 12)
+    assert sub.lengths.tolist() == [10, 2] and sub.num_transitions == 12
+    assert torch.equal(sub.states[1, :3], traj.states[1, :3])
+    assert math.isclose(sub.dt, traj.dt)
+    with pytest.raises(ValueError, match="holds only 24"):
+        studies._first_transitions(traj, 25)
+
+
+def test_json_keeps_infinities():
+    s = studies._json_dumps({"a": float("inf"), "b": [float("nan"), 1.0]})
+    json.loads(s)  # strict JSON
+    back = studies._from_json_value(json.loads(s))
+    assert back["a"] == math.inf and math.isnan(back["b"][0]) and back["b"][1] == 1.0
+    assert os.linesep  # keep os imported for readability of mtime checks above
