@@ -1,5 +1,7 @@
 """CartPole physics: exact against gymnasium, energy, friction, gradients, parameters."""
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -132,11 +134,45 @@ def test_learnable_constants_start_at_their_values_and_stay_positive():
     f = CartPole(p, learnable=("length", "cart_viscous"))
     vals = f.identified()
     assert vals["length"] == pytest.approx(0.7, rel=1e-6)
-    assert 0 < vals["cart_viscous"] <= 0.01 * 0.1 + 1e-9  # zero starts at 1% of its scale
+    assert vals["cart_viscous"] == 0.0  # a zero constant starts exactly at zero: the nominal physics...
+    x = torch.tensor([[0.0, 1.0, 0.1, 0.0]])
+    torch.testing.assert_close(f(x, torch.zeros(1, 1)), CartPole(p)(x, torch.zeros(1, 1)), rtol=1e-6, atol=1e-7)
+    # ...and leaves it when friction is needed: fit a cart deceleration that only friction explains
+    target = CartPole(CartPoleParams(length=0.7, cart_viscous=0.3))(x, torch.zeros(1, 1)).detach()
+    opt = torch.optim.Adam(f.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        (f(x, torch.zeros(1, 1)) - target).pow(2).sum().backward()
+        opt.step()
+    assert f.identified()["cart_viscous"] == pytest.approx(0.3, rel=0.02)
+    # pushed below its bound, a constant stays at the bound (positive), and a floor keeps the length > 0
     with torch.no_grad():
+        f.raw["cart_viscous"].fill_(-5.0)
         f.raw["length"].fill_(-50.0)
+    assert f.identified()["cart_viscous"] == 0.0
     assert f.identified()["length"] > 0
     assert {n for n, _ in f.named_parameters()} == {"raw.length", "raw.cart_viscous"}
+
+
+def test_projected_gradient_at_the_bound():
+    f = CartPole(learnable=("cart_viscous",))
+    x = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    # loss that wants less friction: at the bound its gradient is blocked (descent would leave the set)
+    f(x, torch.zeros(1, 1))[:, 1].neg().sum().backward()
+    assert f.raw["cart_viscous"].grad.item() == 0.0
+    f.zero_grad()
+    # loss that wants more friction: the gradient passes
+    f(x, torch.zeros(1, 1))[:, 1].sum().backward()
+    assert f.raw["cart_viscous"].grad.item() < 0
+    # the projection survives copies (new leaf tensors)
+    g = copy.deepcopy(f)
+    g(x, torch.zeros(1, 1))[:, 1].neg().sum().backward()
+    assert g.raw["cart_viscous"].grad.item() == 0.0
+    # it acts on the total gradient of a backward pass, not on each use's share
+    f.zero_grad()
+    out = f(x, torch.zeros(1, 1))[:, 1].sum()
+    (out - 2 * f(x, torch.zeros(1, 1))[:, 1].sum()).backward()  # shares +1 and -2: total wants less friction
+    assert f.raw["cart_viscous"].grad.item() == 0.0
 
 
 def test_params_validation_and_derived_quantities():

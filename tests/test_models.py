@@ -494,8 +494,8 @@ def test_explicit_model_identifies_the_pole_length_and_friction():
     batch = _data(2000, 1, seed=11, params=params, dtype=torch.float64)
     model = build("explicit", learnable=["length", "cart_viscous", "pole_damping"]).double()
     model.fit_normalization(batch["states"], batch["controls"])
-    # zero-valued constants start at 1% of their scale, where the softplus gradient is small: switch off
-    # LBFGS's gradient/change tolerances so it does not stop there
+    # zero-valued constants start exactly at their bound; switch off LBFGS's gradient/change tolerances so
+    # a first step that barely moves them does not end the run
     opt = torch.optim.LBFGS(
         model.parameters(), lr=1.0, max_iter=100, line_search_fn="strong_wolfe", tolerance_grad=0, tolerance_change=0
     )

@@ -58,7 +58,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import VectorField, check_state_control
@@ -66,8 +65,8 @@ from .base import VectorField, check_state_control
 __all__ = ["CartPoleParams", "CartPole", "cartpole_dynamics", "cartpole_energy", "LEARNABLE_CONSTANTS"]
 
 # Constants that may be turned into learnable, positive parameters, with the scale (in their own unit)
-# used by the positivity transform ``value = scale * softplus(raw)``. A scale near the expected size
-# keeps Adam's steps in raw space meaningful in physical units.
+# of the learnable parameter ``raw = value / scale`` (see CartPole). A scale near the expected size keeps
+# Adam's steps (about lr in raw units) meaningful in physical units.
 LEARNABLE_CONSTANTS: dict[str, float] = {
     "gravity": 10.0,
     "masscart": 1.0,
@@ -138,8 +137,9 @@ class CartPoleParams:
 
     @property
     def has_friction(self) -> bool:
-        """True if any friction term is non-zero."""
-        return any(_as_float(getattr(self, n)) != 0.0 for n in ("cart_viscous", "cart_coulomb", "pole_damping"))
+        """True if any friction term is non-zero or a tensor (a learnable term may leave zero)."""
+        terms = (self.cart_viscous, self.cart_coulomb, self.pole_damping)
+        return any(isinstance(v, torch.Tensor) or v != 0.0 for v in terms)
 
     def replace(self, **changes: Any) -> CartPoleParams:
         """A copy with some fields changed (``dataclasses.replace``)."""
@@ -208,8 +208,42 @@ def cartpole_energy(x: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
     return kinetic + m * p.gravity * l * torch.cos(theta)
 
 
-def _inv_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y)) if y < 20 else y
+class _StraightThroughClamp(torch.autograd.Function):
+    """``max(raw, floor)`` in the forward pass, the identity in the backward pass.
+
+    Together with :func:`_project_gradient` (a hook on the learnable leaf, applied to its accumulated
+    gradient) this is projected gradient descent onto ``raw >= floor``: a constant can
+    sit exactly on its bound (zero friction: the nominal physics, bit for bit) and still leave it when
+    the data ask for it, which a smooth transform (softplus, exp) cannot do: its gradient vanishes at the
+    bound. Masking the total gradient, not each use's share, makes backprop and the adjoint method agree.
+    """
+
+    @staticmethod
+    def forward(ctx, raw: torch.Tensor, floor: float) -> torch.Tensor:
+        return raw.clamp_min(floor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+def _project_gradient(floor: float):
+    """Post-accumulate-grad hook: at or below ``floor`` keep only gradients whose descent step moves up.
+
+    It acts on ``.grad`` once it is accumulated (``backward``), so on the total gradient; the inner
+    ``autograd.grad`` calls of the adjoint method are left alone.
+    """
+
+    def hook(raw: torch.Tensor) -> None:
+        if raw.grad is not None:
+            raw.grad.masked_fill_((raw.detach() <= floor) & (raw.grad > 0), 0.0)
+
+    return hook
+
+
+# Constants that must stay strictly positive (the equations divide by them) are floored at this
+# fraction of their scale; friction terms may reach zero.
+_FLOOR = {"gravity": 1e-3, "masscart": 1e-3, "masspole": 1e-3, "length": 1e-3}
 
 
 class CartPole(VectorField):
@@ -219,8 +253,11 @@ class CartPole(VectorField):
         params: physical constants; gymnasium CartPole-v1 by default.
         learnable: names of constants to turn into learnable, positivity-constrained parameters
             (any of ``LEARNABLE_CONSTANTS``), for system identification by gradient descent. Each is
-            stored as ``raw`` with ``value = scale * softplus(raw)``; a constant that is zero starts
-            at 1% of its scale so its gradient is not zero.
+            stored as ``raw = value / scale`` and used as ``scale * max(raw, floor)`` with the gradient of
+            projected gradient descent (see ``_StraightThroughClamp``): friction may sit exactly at zero and
+            leave it when the data ask; masses, length and gravity stay above 0.1% of their scale. With
+            Adam, every constant moves by about ``lr * scale`` per step. An untrained model with
+            learnable constants is the nominal physics (to float32 rounding of the constants).
 
     Shapes: ``x [..., 4]``, ``u [..., 1]`` -> ``[..., 4]``; works in float32 and float64 and is
     differentiable in ``x``, ``u`` and the learnable constants.
@@ -243,15 +280,26 @@ class CartPole(VectorField):
         self.raw = nn.ParameterDict()
         for name in self.learnable:
             scale = LEARNABLE_CONSTANTS[name]
-            value = max(float(getattr(self.base_params, name)), 0.01 * scale)
-            self.raw[name] = nn.Parameter(torch.tensor(_inv_softplus(value / scale), dtype=torch.float32))
+            value = float(getattr(self.base_params, name)) / scale
+            self.raw[name] = nn.Parameter(torch.tensor(value, dtype=torch.float32))
+        self._register_projection()
+
+    def _register_projection(self) -> None:
+        for name, raw in self.raw.items():
+            raw.register_post_accumulate_grad_hook(_project_gradient(_FLOOR.get(name, 0.0)))
+
+    def __setstate__(self, state) -> None:
+        # copies (deepcopy, pickle) get new leaf tensors: give them the projection hook again
+        super().__setstate__(state)
+        self._register_projection()
 
     @property
     def params(self) -> CartPoleParams:
         """Current constants: the base params with learnable ones replaced by their tensor values."""
         if not self.learnable:
             return self.base_params
-        values = {n: LEARNABLE_CONSTANTS[n] * F.softplus(self.raw[n]) for n in self.learnable}
+        clamp = _StraightThroughClamp.apply
+        values = {n: LEARNABLE_CONSTANTS[n] * clamp(self.raw[n], _FLOOR.get(n, 0.0)) for n in self.learnable}
         return self.base_params.replace(**values)
 
     def identified(self) -> dict[str, float]:
