@@ -181,12 +181,23 @@ def _add_train(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="episodes held out for validation (default 0.2)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (default: none)")
     p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=None, help="learning-rate schedule")
+    p.add_argument(
+        "--integrator", default="auto",
+        help="integrator of explicit/node/hybrid models: euler, rk4, dopri5, ... (default auto: the data's own "
+             "discretisation when it is Euler, as gymnasium's CartPole-v1, else rk4)",
+    )  # fmt: skip
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that passes this many seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in DIR/train_state.pt")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
+
+
+def _integrator_for(meta: dict) -> str:
+    """Euler for data made by Euler steps of the control period (gymnasium's CartPole-v1): the model then
+    shares the data's discretisation and the physics is exact; RK4 otherwise."""
+    return "euler" if str(meta.get("integrator", "")).lower() in ("euler", "euler(substeps=1)") else "rk4"
 
 
 def _run_train(args) -> int:
@@ -212,7 +223,12 @@ def _run_train(args) -> int:
         train, val = data.split((1.0 - args.val_fraction, args.val_fraction), seed=args.seed)
     else:
         train, val = data, None
-    model = build(args.model, dt=data.dt, seed=args.seed)
+    options = {"dt": data.dt, "seed": args.seed}
+    if args.model in ("explicit", "node", "hybrid"):
+        options["integrator"] = _integrator_for(data.meta) if args.integrator == "auto" else args.integrator
+    elif args.integrator != "auto":
+        raise ValueError(f"--integrator applies to explicit, node and hybrid models, not {args.model!r}")
+    model = build(args.model, **options)
     print(f"data: {args.data}: {train.num_episodes} train / {val.num_episodes if val else 0} val episodes, "
           f"{train.num_transitions} train transitions")  # fmt: skip
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

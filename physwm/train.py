@@ -52,11 +52,13 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "LR_SCHEDULES",
+    "OPTIMIZERS",
 ]
 
 CHECKPOINT_FORMAT = "physwm-checkpoint"
 CHECKPOINT_VERSION = 1
 LR_SCHEDULES = (None, "cosine", "plateau")
+OPTIMIZERS = ("adam", "lbfgs")
 _ON_DIVERGENCE = ("warn", "raise")
 # fit() arguments that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
@@ -73,6 +75,7 @@ _RESUME_KEYS = (
     "normalize",
     "seed",
     "validation",
+    "optimizer",
 )
 _EVAL_CHUNK = 4096
 
@@ -391,6 +394,20 @@ def _make_scheduler(opt: torch.optim.Optimizer, kind: str | None, epochs: int, p
     raise ValueError(f"unknown lr_schedule {kind!r}; valid: {list(LR_SCHEDULES)}")
 
 
+def _lbfgs_closure(model, opt, params, batch, grad_clip):
+    """The closure L-BFGS re-evaluates: full-batch loss and gradient (non-finite values stop the search)."""
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss, _ = _unpack_loss(model.loss(batch), model)
+        if torch.isfinite(loss):
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf)
+        return loss.detach()
+
+    return closure
+
+
 def fit(
     model: nn.Module,
     train: Any,
@@ -417,6 +434,7 @@ def fit(
     max_time: float | None = None,
     on_divergence: str = "warn",
     callback: Callable[[int, History, nn.Module], bool | None] | None = None,
+    optimizer: str = "adam",
 ) -> History:
     """Fit a world model to trajectories by minibatch gradient descent on ``model.loss``.
 
@@ -462,6 +480,10 @@ def fit(
             Either way the best weights are restored and checkpointed first.
         callback: ``callback(epoch, history, model)`` after each epoch (and its checkpoint); return True to
             stop.
+        optimizer: ``"adam"`` (minibatch AdamW, the default) or ``"lbfgs"``: full-batch L-BFGS with a
+            strong-Wolfe line search, 20 iterations per epoch, ``batch_size`` ignored (take ``lr=1``). For
+            models with few parameters (system identification, a hybrid's polish) it converges to the
+            optimum to round-off where Adam's minibatch noise stalls; no weight decay.
 
     Returns:
         The :class:`History` of the run (of all sessions when resumed).
@@ -497,6 +519,10 @@ def fit(
         raise ValueError(f"seed must be an int, got {seed!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {list(LR_SCHEDULES)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {list(OPTIMIZERS)}")
+    if optimizer == "lbfgs" and weight_decay:
+        raise ValueError("weight_decay is not supported with optimizer='lbfgs'")
     if on_divergence not in _ON_DIVERGENCE:
         raise ValueError(f"unknown on_divergence {on_divergence!r}; valid: {list(_ON_DIVERGENCE)}")
     if early_stopping is not None and val is None:
@@ -526,10 +552,18 @@ def fit(
         horizon=horizon, batch_size=batch_size, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
         lr_schedule=lr_schedule, early_stopping=early_stopping, min_delta=min_delta, val_horizon=val_horizon,
         val_max_windows=val_max_windows, normalize=normalize, seed=seed, epochs=epochs, validation=val is not None,
+        optimizer=optimizer,
     )  # fmt: skip
 
     # -- state -----------------------------------------------------------------------------------------
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(
+            params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
+            tolerance_grad=0.0, tolerance_change=0.0,
+        )  # fmt: skip
+        batch_size = max(1, ws.shape[0])  # one full batch per epoch
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = _make_scheduler(opt, lr_schedule, epochs, early_stopping)
     gen = torch.Generator().manual_seed(seed)
     history = History(monitor="val_error" if val is not None else "train_loss")
@@ -605,8 +639,9 @@ def fit(
                 loss_sum, seen, msums = 0.0, 0, {}
                 for k, b in enumerate(range(0, W, batch_size)):
                     idx = perm[b : b + batch_size]
+                    batch = {"states": ws[idx], "controls": wc[idx]}
                     opt.zero_grad(set_to_none=True)
-                    loss, metrics = _unpack_loss(model.loss({"states": ws[idx], "controls": wc[idx]}), model)
+                    loss, metrics = _unpack_loss(model.loss(batch), model)
                     if not torch.isfinite(loss):
                         diverged = f"the training loss became {float(loss.detach())} at epoch {epoch}, batch {k + 1}"
                         break
@@ -615,7 +650,10 @@ def fit(
                     if not torch.isfinite(gnorm):
                         diverged = f"the gradient became non-finite at epoch {epoch}, batch {k + 1}"
                         break
-                    opt.step()
+                    if optimizer == "lbfgs":
+                        opt.step(_lbfgs_closure(model, opt, params, batch, grad_clip))
+                    else:
+                        opt.step()
                     nb = int(idx.shape[0])
                     loss_sum += float(loss.detach()) * nb
                     seen += nb

@@ -367,6 +367,10 @@ def test_bad_input_errors():
         fit(model, TRAIN, lr_schedule="linear", progress=False)
     with pytest.raises(ValueError, match="early_stopping needs validation data"):
         fit(model, TRAIN, early_stopping=3, progress=False)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'; valid: \['adam', 'lbfgs'\]"):
+        fit(model, TRAIN, optimizer="sgd", progress=False)
+    with pytest.raises(ValueError, match="weight_decay is not supported with optimizer='lbfgs'"):
+        fit(model, TRAIN, optimizer="lbfgs", weight_decay=1e-4, progress=False)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         fit(model, TRAIN, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
@@ -484,3 +488,24 @@ def test_cli_train_end_to_end(tmp_path, capsys):
         main(["train", "--data", str(npz), "--model", "lstm", "--out", str(out)])
     err = capsys.readouterr().err
     assert "invalid choice: 'lstm'" in err and "explicit" in err and "transformer" in err
+
+
+def test_cli_train_matches_the_data_discretisation(tmp_path):
+    """Data made by Euler steps (gymnasium CartPole-v1) get an Euler model by default, other data RK4."""
+    import gymnasium as gym
+
+    from physwm.cli import main
+    from physwm.data import collect, make_policy
+
+    runs = {}
+    for env_id, kwargs in (("CartPole-v1", {}), ("physwm/CartPole-v0", {"terminate": True})):
+        data = collect(gym.make(env_id, **kwargs), make_policy("random"), episodes=6, max_steps=30, seed=0,
+                       progress=False)  # fmt: skip
+        npz = data.save(tmp_path / f"{len(runs)}.npz")
+        out = tmp_path / f"run{len(runs)}"
+        args = ["train", "--data", str(npz), "--model", "hybrid", "--out", str(out), "--epochs", "1", "--quiet"]
+        assert main(args) == 0
+        runs[env_id] = load_checkpoint(out / "model.pt")[0].build_spec["options"]["integrator"]
+    assert runs == {"CartPole-v1": "euler", "physwm/CartPole-v0": "rk4"}
+    bad = ["train", "--data", str(npz), "--model", "mlp", "--out", str(tmp_path / "x"), "--integrator", "rk4"]
+    assert main(bad) == 2
