@@ -11,8 +11,11 @@ physwm / gymnasium. What each contender does per env-step:
 * ``physwm fused``: ``physwm.fused.compiled_rollout(CartPole(), Euler(), 0.02)``, the same
   ``cartpole_dynamics`` and Euler step compiled by torch.compile (inductor, C++) into one loop:
   dynamics, Euler, all states stored (input checks included).
-* ``fused + term``: the fused rollout plus gymnasium's termination flags (``|x| > 2.4`` or
+* ``fused + termination``: the fused rollout plus gymnasium's termination flags (``|x| > 2.4`` or
   ``|theta| > 12 deg``) for every stored state, computed by one compiled element-wise kernel.
+* ``..., output reused``: the same, writing into the previous call's arrays (``rollout(x0, u, out=...)``)
+  instead of fresh memory: a loop of rollouts of one shape need not allocate (fresh pages cost the
+  operating system a zero-fill, which is a large share of the time at large N on these machines).
 
 No physwm path resets finished episodes: the rollouts are open loop over the whole horizon. Compile
 time is measured separately (first call at each N) and is not part of steps/s. Every timing is the
@@ -91,24 +94,37 @@ def _terminated(states: torch.Tensor) -> torch.Tensor:
     return (states[..., 0].abs() > X_THRESHOLD) | (states[..., 2].abs() > THETA_THRESHOLD)
 
 
+def _terminated_into(states: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    return flags.copy_(_terminated(states))
+
+
 def bench_fused(n: int, steps: int, repeats: int, chunk: int, check_against_eager: bool = True) -> dict:
     field, euler = CartPole(), Euler()
     rollout = compiled_rollout(field, euler, 0.02, chunk=chunk)
     terminated = torch.compile(_terminated, fullgraph=True, dynamic=False)
+    terminated_into = torch.compile(_terminated_into, fullgraph=True, dynamic=False)
     x0, u = _inputs(n, steps)
     t0 = time.perf_counter()
     states = rollout(x0, u)
     compile_s = time.perf_counter() - t0
+    flags = torch.empty(n, steps + 1, dtype=torch.bool)
     t0 = time.perf_counter()
     terminated(states)
+    terminated_into(states, flags)
     compile_s += time.perf_counter() - t0
     max_err = float("nan")
     if check_against_eager:  # a short horizon: CartPole is chaotic, round-off grows along long rollouts
         h = min(steps, 20)
         max_err = float((rollout(x0, u[:, :h]) - euler.rollout(field, x0, u[:, :h], 0.02)).abs().max())
-    fused = n * steps / _best_time(lambda: rollout(x0, u), repeats)
-    with_term = n * steps / _best_time(lambda: terminated(rollout(x0, u)), repeats)
-    return {"fused": fused, "term": with_term, "compile_s": compile_s, "err": max_err,
+    rates = {
+        "fused": _best_time(lambda: rollout(x0, u), repeats),
+        "fused + termination": _best_time(lambda: terminated(rollout(x0, u)), repeats),
+        "fused, output reused": _best_time(lambda: rollout(x0, u, out=states), repeats),
+        "fused + term., outputs reused": _best_time(
+            lambda: terminated_into(rollout(x0, u, out=states), flags), repeats
+        ),
+    }
+    return {"rates": {k: n * steps / v for k, v in rates.items()}, "compile_s": compile_s, "err": max_err,
             "compiled": rollout.compiled}
 
 
@@ -132,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"CartPole simulation, env-steps/s (best of {repeats}); torch {torch.__version__}, "
           f"gymnasium {gym.__version__}, numpy {np.__version__}, {cores} CPUs; fused chunk = {args.chunk} steps")
-    header = (f"{'N':>6} {'T':>5} {'thr':>3} | {'gymnasium':>10} {'eager':>10} {'fused':>10} {'fused+term':>10} | "
-              f"{'eager/gym':>9} {'fused/gym':>9} {'f+term/gym':>10} | {'compile s':>9} {'max|err|':>8}")
-    print(header)
-    print("-" * len(header))
+    print(f"{'N':>6} {'T':>4} {'thr':>3}  {'method':<42} {'env-steps/s':>11} {'vs gym':>7}")
+    summary = []
     for n in sizes:
         steps = int(min(500, max(20, budget // n)))
         steps = -(-steps // args.chunk) * args.chunk  # whole chunks
@@ -144,15 +158,24 @@ def main(argv: list[str] | None = None) -> int:
         g = bench_gymnasium(n, steps, repeats)
         e = bench_eager(n, steps, repeats)
         f = bench_fused(n, steps, repeats, args.chunk)
-        mode = "" if f["compiled"] else " (eager fallback!)"
-        print(f"{n:>6} {steps:>5} {threads:>3} | {g:>10.3g} {e:>10.3g} {f['fused']:>10.3g} {f['term']:>10.3g} | "
-              f"{e / g:>9.2f} {f['fused'] / g:>9.2f} {f['term'] / g:>10.2f} | {f['compile_s']:>9.1f} "
-              f"{f['err']:>8.1e}{mode}", flush=True)
-    print("thr: torch threads for physwm (numpy: 1).\n"
-          "gymnasium: dynamics + Euler + termination/truncation + reward + autoreset + float32 obs (float64 "
-          "numpy).\neager/fused: dynamics + Euler + every state stored, float32; fused+term adds the "
-          "termination flags of every state.\nNo physwm path autoresets. compile s: first call at this N "
-          "(compilation plus one rollout), not in steps/s.\nmax|err|: fused vs eager rollout, 20 steps.")
+        rows = [("gymnasium CartPoleVectorEnv (numpy)", g), ("physwm eager Euler().rollout", e)]
+        rows += [(f"physwm {k}", v) for k, v in f["rates"].items()]
+        print("-" * 78)
+        for i, (name, rate) in enumerate(rows):
+            lead = f"{n:>6} {steps:>4} {threads:>3}" if i == 0 else " " * 14
+            print(f"{lead}  {name:<42} {rate:>11.3g} {rate / g:>7.2f}")
+        fallback = "" if f["compiled"] else "  COMPILATION FAILED: eager fallback"
+        print(f"{'':>14}  compile {f['compile_s']:.1f} s (first call, not in steps/s); "
+              f"max|fused - eager| over 20 steps {f['err']:.1e}{fallback}", flush=True)
+        summary.append((n, g, f["rates"]["fused"], f["rates"]["fused, output reused"]))
+    print("=" * 78)
+    print(f"{'N':>6}  {'gymnasium':>10}  {'fused':>10} {'ratio':>6}  {'fused, out reused':>17} {'ratio':>6}")
+    for n, g, fused, reused in summary:
+        print(f"{n:>6}  {g:>10.3g}  {fused:>10.3g} {fused / g:>6.2f}  {reused:>17.3g} {reused / g:>6.2f}")
+    print("gymnasium: dynamics, Euler, termination/truncation, reward, autoreset, float32 obs (numpy float64, "
+          "1 thread).\nphyswm: dynamics, Euler, every state stored [N, T+1, 4] (float32, 'thr' torch threads); "
+          "'+ termination'\nadds gymnasium's termination flags of every state; 'reused' writes into the "
+          "previous call's buffers\ninstead of fresh memory. physwm never autoresets (open-loop rollouts).")
     return 0
 
 

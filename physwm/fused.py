@@ -22,7 +22,14 @@ the last bit; CartPole is chaotic, so such differences grow along long rollouts 
 
 Inside, the state is kept time-major with one row per state variable (``[T+1, n, B]``); the rollout
 returns the batch-first view ``[B, T+1, n]`` of that buffer (no copy; call ``.contiguous()`` if a
-packed array is needed).
+packed array is needed). A loop of rollouts of one shape can pass the previous result as ``out=`` to
+write into it instead of allocating fresh memory each time.
+
+Compilation takes seconds (about 5-15 s for the default chunk of 8 Euler steps on a 2-core machine;
+inductor caches compiled code on disk, so a second process is faster). With ``dynamic=False`` (the
+default, fastest kernels) each batch size compiles once; torch.compile recompiles a function for at most
+``torch._dynamo.config.recompile_limit`` (8) shapes, then runs it uncompiled, so use ``dynamic=True``
+when many different batch sizes come through one rollout.
 
 If compilation is unavailable or fails (no C++ compiler, an operation inductor cannot compile, a field
 whose code breaks the graph), the rollout warns once and runs the same chunk function eagerly, giving
@@ -52,7 +59,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from .integrators import Integrator, _check_dt, _check_rollout_args
+from .integrators import Integrator, _check_dt
 from .systems.base import VectorField
 
 __all__ = ["FusedRollout", "compiled_rollout", "compile_available", "split_state_columns"]
@@ -292,6 +299,44 @@ def _fresh_code(fn: Callable) -> Callable:
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    # A NaN or inf entry makes the sum NaN or inf, so a finite sum proves every entry finite (one fast
+    # reduction); only a non-finite sum (possibly overflow) needs the entry-wise check.
+    if not t.is_floating_point():
+        return True
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def _check_inputs(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -> None:
+    """The checks of ``Integrator.rollout`` (same messages), with a cheaper finiteness test."""
+    if not isinstance(x0, torch.Tensor) or not isinstance(u, torch.Tensor):
+        raise TypeError(f"x0 and u must be torch tensors, got {type(x0).__name__} and {type(u).__name__}")
+    if x0.ndim != 2 or x0.shape[-1] != field.state_dim:
+        raise ValueError(f"x0 must have shape [B, {field.state_dim}], got {tuple(x0.shape)}")
+    if u.ndim != 3 or u.shape[-1] != field.control_dim or u.shape[0] != x0.shape[0]:
+        raise ValueError(f"u must have shape [B={x0.shape[0]}, T, {field.control_dim}], got {tuple(u.shape)}")
+    if not _all_finite(x0):
+        raise ValueError("x0 contains NaN or inf")
+    if not _all_finite(u):
+        raise ValueError("u contains NaN or inf")
+
+
+def _check_out(out: torch.Tensor, shape: tuple[int, int, int], x0: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch tensor, got {type(out).__name__}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape [B, T+1, n] = {list(shape)}, got {tuple(out.shape)}")
+    if out.dtype != x0.dtype or out.device != x0.device:
+        raise ValueError(
+            f"out must have x0's dtype and device ({x0.dtype}, {x0.device}), got ({out.dtype}, {out.device})"
+        )
+    if not out.permute(1, 2, 0).is_contiguous():
+        raise ValueError(
+            "out must be time-major like the tensors this rollout returns (out.permute(1, 2, 0) contiguous); "
+            "pass a previous result, or None"
+        )
+
+
 class FusedRollout:
     """Open-loop rollouts of ``field`` with ``integrator`` at step ``dt``, compiled (see the module doc).
 
@@ -301,6 +346,7 @@ class FusedRollout:
     Args (of ``__call__``):
         x0: initial states ``[B, n]``.
         u: controls ``[B, T, m]`` (zero-order hold over each step).
+        out: optional, a previous result for the same ``B`` and ``T`` to write into (no allocation).
 
     Returns:
         ``states [B, T+1, n]`` (first entry ``x0``), dtype and device of ``x0``; a batch-first view of a
@@ -386,22 +432,44 @@ class FusedRollout:
              torch.zeros(batch_size, self.chunk, m, dtype=dtype, device=device))
         return self.compile_seconds - before if self.compiled else time.perf_counter() - t0
 
-    def __call__(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        _check_rollout_args(self.field, x0, u)
-        batch, horizon = u.shape[0], u.shape[1]
-        k = self.chunk
-        padded = -(-horizon // k) * k
-        # Controls time-major, one row per control variable; padded to whole chunks with zeros (the
-        # states computed from the padding are discarded).
-        ut = torch.zeros(padded, u.shape[2], batch, dtype=u.dtype, device=u.device)
-        ut[:horizon].copy_(u.permute(1, 2, 0))
-        out = torch.empty(padded + 1, x0.shape[1], batch, dtype=x0.dtype, device=x0.device)
-        out[0].copy_(x0.t())
-        x = out[0].clone()
+    def __call__(self, x0: torch.Tensor, u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Roll out ``x0 [B, n]`` under ``u [B, T, m]``; returns ``states [B, T+1, n]`` (see the class doc).
+
+        ``out`` (optional): a tensor this rollout returned before for the same ``B`` and ``T`` (any
+        ``[B, T+1, n]`` tensor of ``x0``'s dtype and device whose ``permute(1, 2, 0)`` is contiguous) to
+        write the states into instead of allocating; it is returned. Reusing it saves allocating (and,
+        for large outputs, the operating system zero-filling) fresh memory on every call. ``x0`` and
+        ``u`` may be views of it.
+        """
+        _check_inputs(self.field, x0, u)
+        batch, horizon, m = u.shape
+        n, k = x0.shape[1], self.chunk
+        if out is not None:
+            _check_out(out, (batch, horizon + 1, n), x0)
+        whole, rest = divmod(horizon, k)
+        # Controls time-major with one row per control variable, [T', m, B], padded with zeros to whole
+        # chunks (the states computed from the padding are discarded). u[B, T*m] -> [T*m, B] is a plain
+        # matrix transpose, which torch copies block-wise.
+        padded = (whole + (rest > 0)) * k
+        ut = torch.empty(padded * m, batch, dtype=u.dtype, device=u.device)
+        ut[: horizon * m].copy_(u.reshape(batch, horizon * m).t())
+        ut[horizon * m :].zero_()
+        ut = ut.view(padded, m, batch)
+        x = x0.t().clone(memory_format=torch.contiguous_format)  # a copy: x0 may be a view of out
+        given = out
+        if out is None:
+            out = torch.empty(horizon + 1, n, batch, dtype=x0.dtype, device=x0.device)
+        else:
+            out = out.permute(1, 2, 0)
+        out[0].copy_(x)
         with self._lock:
-            for j in range(0, padded, k):
+            for j in range(0, whole * k, k):
                 x = self._run_chunk(x, ut[j : j + k], out[j + 1 : j + 1 + k])
-        return out[: horizon + 1].permute(2, 0, 1)
+            if rest:
+                scratch = torch.empty(k, n, batch, dtype=x0.dtype, device=x0.device)
+                self._run_chunk(x, ut[whole * k :], scratch)
+                out[whole * k + 1 :].copy_(scratch[:rest])
+        return out.permute(2, 0, 1) if given is None else given
 
     def __repr__(self) -> str:
         mode = "compiled" if self.compiled else "eager fallback"

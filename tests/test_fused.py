@@ -157,8 +157,11 @@ def test_compiled_rollout_matches_eager_rollout():
     assert torch.equal(states[:, 0], x0)
     # float32 round-off only (vectorised sin/cos may differ from scalar ones in the last bit).
     torch.testing.assert_close(states, expected, rtol=1e-5, atol=1e-6)
-    # A second call reuses the compiled kernel and gives the same numbers.
+    # A second call reuses the compiled kernel and gives the same numbers, also into a reused buffer.
     torch.testing.assert_close(rollout(x0, u), states, rtol=0, atol=0)
+    buffer = torch.full_like(states, float("nan")).permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    assert rollout(x0, u, out=buffer) is buffer
+    torch.testing.assert_close(buffer, states, rtol=0, atol=0)
 
 
 def test_compiled_rollout_is_cached_per_field_integrator_and_settings():
@@ -190,3 +193,38 @@ def test_bad_arguments_are_clear_errors():
     u_nan[1, 2, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         rollout(x0, u_nan)
+
+
+def test_output_buffer_reuse_and_its_errors():
+    field, euler = CartPole(), Euler()
+    rollout = FusedRollout(field, euler, 0.02, chunk=2, backend="eager")
+    x0, u = _inputs(batch=3, horizon=5)
+    first = rollout(x0, u)
+    # Continue from the last state into the same buffer: x0 may be a view of out.
+    second = rollout(first[:, -1], u, out=first)
+    assert second is first
+    expected = euler.rollout(field, euler.rollout(field, x0, u, 0.02)[:, -1], u, 0.02)
+    torch.testing.assert_close(second, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="out must have shape"):
+        rollout(x0, u, out=torch.empty(3, 5, 4))
+    with pytest.raises(ValueError, match="dtype and device"):
+        rollout(x0, u, out=first.double())
+    with pytest.raises(ValueError, match="time-major"):
+        rollout(x0, u, out=torch.empty(3, 6, 4))
+
+
+def test_inf_and_overflowing_sums_are_told_apart():
+    rollout = FusedRollout(CartPole(), Euler(), 0.02, chunk=2, backend="eager")
+    x0, u = _inputs(batch=2, horizon=4)
+    u_inf = u.clone()
+    u_inf[0, 1, 0] = float("-inf")
+    with pytest.raises(ValueError, match="u contains NaN or inf"):
+        rollout(x0, u_inf)
+    x_inf = x0.clone()
+    x_inf[1, 3] = float("inf")
+    with pytest.raises(ValueError, match="x0 contains NaN or inf"):
+        rollout(x_inf, u)
+    # Finite entries whose float32 sum overflows are valid input, not an error.
+    huge = torch.full((2, 4, 1), 3e38)
+    states = rollout(torch.zeros(2, 4), huge)
+    assert states.shape == (2, 5, 4)
