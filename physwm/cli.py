@@ -363,5 +363,138 @@ def _run_demo(args) -> int:
     return 0
 
 
+# --- plan (physwm.control) ---
+
+_PLAN_ENVS = ("CartPole-v1", "physwm/CartPole-v0")
+
+
+@command
+def _add_plan(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="control the true CartPole with model-predictive control (CEM or MPPI) on a world model",
+        description="Run one closed-loop episode: at every step a planner searches control sequences on the "
+        "model and applies the first force to the true environment. MODEL is 'explicit' (the environment's own "
+        "equations and constants, an oracle), 'nominal' (CartPole-v1's frictionless equations), a checkpoint "
+        "file or a `physwm train` directory (its model.pt). physwm/CartPole-v0 is the CartPole with friction "
+        "(physwm.envs.FRICTION_PARAMS); swing-up runs it without termination. With --out, writes "
+        "DIR/episode.png (states and forces vs time, phase portrait), DIR/episode.json and DIR/episode.npz. "
+        "Exit status 0 if the task succeeded, 1 if not.",
+    )
+    p.add_argument("--model", required=True, help="explicit | nominal | checkpoint file | train directory")
+    p.add_argument("--env", choices=_PLAN_ENVS, default="CartPole-v1", help="true environment (default %(default)s)")
+    p.add_argument("--task", choices=("balance", "swingup"), default="balance", help="task (default %(default)s)")
+    p.add_argument("--planner", choices=("cem", "mppi"), default="cem", help="planner (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the env's reset and the planner (default 0)")
+    p.add_argument("--steps", type=int, default=None, help="episode length (default: 500 balance, 350 swing-up)")
+    p.add_argument("--horizon", type=int, default=None, help="planning horizon, steps (default: 30 / 40)")
+    p.add_argument("--population", type=int, default=500, help="candidate sequences per iteration (default 500)")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per step (default: cem 5, mppi 1)")
+    p.add_argument("--elites", type=int, default=None, help="cem only: elites (default population // 10)")
+    p.add_argument("--temperature", type=float, default=None, help="mppi only: temperature (default 1.0)")
+    p.add_argument("--ensemble", choices=("mean", "ts"), default=None, help="ensembles: plan on the mean or by "
+                   "PETS trajectory sampling (default mean)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads while planning (default 1: fastest here)")
+    p.add_argument("--out", default=None, help="output directory for the plot, summary and trajectory")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_plan)
+
+
+def _plan_model(spec: str, env):
+    from pathlib import Path
+
+    from .models import ODEModel
+    from .systems import CartPole
+
+    if spec in ("explicit", "nominal"):
+        base = env.unwrapped
+        params = getattr(base, "params", None) if spec == "explicit" else None
+        return ODEModel(CartPole(params), integrator="euler", dt=float(getattr(base, "dt", base.tau)))
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "model.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec} is a directory without model.pt (expected a `physwm train` output)")
+    elif not path.exists():
+        raise FileNotFoundError(f"--model {spec!r}: not 'explicit', 'nominal', a checkpoint file or a directory")
+    from .train import load_checkpoint
+
+    model, _ = load_checkpoint(path)
+    return model.eval()
+
+
+def _run_plan(args) -> int:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from . import control
+
+    for name in ("population", "threads", "steps", "horizon", "iterations", "elites"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name} must be >= 1, got {v}")
+    if args.planner == "cem" and args.temperature is not None:
+        raise ValueError("--temperature applies to --planner mppi only")
+    if args.planner == "mppi" and args.elites is not None:
+        raise ValueError("--elites applies to --planner cem only")
+    out = Path(args.out) if args.out else None
+    files = ("episode.png", "episode.json", "episode.npz")
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a directory")
+        if not args.overwrite:
+            for f in files:
+                if (out / f).exists():
+                    raise FileExistsError(f"{out / f} exists; pass --overwrite to replace it")
+    env = control.make_env(args.env, args.task)
+    try:
+        model = _plan_model(args.model, env)
+        control.check_model_fits_env(model, env)
+        options = control.default_planner_options(env, args.task)
+        options.update(population=args.population, num_threads=args.threads, seed=args.seed)
+        for name in ("horizon", "iterations", "elites", "temperature", "ensemble"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        planner = control.make_planner(args.planner, model, control.get_task(args.task).cost, **options)
+        name = args.model if args.model in ("explicit", "nominal") else getattr(model, "build_spec", {}).get(
+            "name", type(model).__name__)
+        episode = control.run_episode(planner, env, args.task, seed=args.seed, steps=args.steps, model_name=name,
+                                      progress=not args.no_progress)
+    finally:
+        env.close()
+    print(episode.summary())
+    print(f"planner: {planner!r}")
+    if out is None:
+        return 0 if episode.success else 1
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plot import save
+    from .plot_control import episode_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "success": episode.success, "steps": episode.steps, "return": episode.ret,
+        "terminated": episode.terminated, "plan_ms_mean": 1e3 * float(episode.plan_times.mean()),
+        "plan_ms_p95": 1e3 * float(sorted(episode.plan_times)[int(0.95 * (episode.steps - 1))]),
+        "env": args.env, "task": args.task, "model": args.model, "planner": args.planner, "seed": args.seed,
+        "population": planner.population, "horizon": planner.horizon, "iterations": planner.iterations,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".episode.", suffix=".json", dir=out)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(summary, fh, indent=2)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / "episode.json")
+    episode.to_trajectories().save(out / "episode.npz", overwrite=True)
+    save(episode_figure(episode), out / "episode.png")
+    for f in files:
+        print(f"wrote {out / f}")
+    return 0 if episode.success else 1
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
