@@ -1662,15 +1662,33 @@ def write_report(
     files = []
     meta = {
         "physwm_version": __version__,
+        "git": _git_describe(),
         "runs": len(rows),
         "wall_time_s": wall_time_s,
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    data = {"study": cfg.name, "meta": meta, "headline": head, "config": cfg.to_dict(), "aggregated": agg}
+    rounded = [{k: (float(f"{v:.5g}") if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}
+               for r in agg]  # fmt: skip
+    data = {"study": cfg.name, "meta": meta, "headline": head, "config": cfg.to_dict(), "aggregated": rounded}
     files.append(_write_text(out / "results.json", _json_dumps(data)))
     files.append(_write_text(out / "results.csv", _csv(agg)))
     files.append(_write_text(out / "results.md", _markdown(cfg, agg, head, meta)))
     return head, files
+
+
+def _git_describe() -> str | None:
+    """The source tree's commit (``+dirty`` with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "physwm"], cwd=root,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def _csv(agg: list[dict]) -> str:
@@ -1692,7 +1710,7 @@ def _csv_value(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+        return f"{v:.5g}" if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
     return str(v)
 
 
@@ -1705,7 +1723,9 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
     L = [f"# {cfg.name}", ""]
     wt = meta.get("wall_time_s")
     L.append(
-        f"physwm {meta['physwm_version']}, {meta['runs']} runs, written {meta['written']}"
+        f"physwm {meta['physwm_version']}"
+        + (f" (git {meta['git']})" if meta.get("git") else "")
+        + f", {meta['runs']} runs, written {meta['written']}"
         + (f", {wt:.0f} s wall time ({cfg.workers} worker processes)" if wt else "")
         + ". Configuration: `config.json`; per-run metrics: `runs/`; aggregated: `results.csv`, `results.json`."
     )
@@ -1974,7 +1994,8 @@ def _write_figure_data(cfg: StudyConfig, out: Path) -> Path | None:
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # float32 is plenty for drawing and halves the file
+    np.savez_compressed(buf, **{k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in arrays.items()})
     return _write_bytes(out / "figures" / _FIG_DATA, buf.getvalue())
 
 
@@ -2010,8 +2031,8 @@ def draw_figures(out: str | os.PathLike) -> list[Path]:
     figdir = out / "figures"
     files: list[Path] = []
 
-    def save(fig, name):
-        files.append(Path(plot.save(fig, figdir / name)))
+    def save(fig, name, dpi=110):
+        files.append(Path(plot.save(fig, figdir / name, dpi=dpi)))
 
     # error vs horizon: per task, the first in- and out-of-distribution split
     for t in cfg.tasks:
@@ -2089,7 +2110,7 @@ def draw_figures(out: str | os.PathLike) -> list[Path]:
             families=fams,
             title=f"{meta['task']}: (θ, dθ/dt) slice at x = dx/dt = 0, u = 0",
         )
-        save(fig, "vector_field.png")
+        save(fig, "vector_field.png", dpi=80)
         if meta["hybrids"]:
             labels = {
                 "x_dot": (STATE_X_DOT, "cart acceleration residual (m/s²)"),
