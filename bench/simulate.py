@@ -22,9 +22,10 @@ time is measured separately (first call at each N) and is not part of steps/s. E
 best of several repeats (the machine may be shared).
 
 Run: ``python bench/simulate.py`` (or ``--quick``). ``--threads`` sets torch's intra-op threads for the
-physwm paths; the default ``auto`` uses 1 thread below 4096 envs (where OpenMP start-up costs more than
-it saves) and every core above. numpy's element-wise ops always use one thread, so at large N part of
-physwm's lead is the second core; ``--threads 1`` compares one core with one core.
+physwm paths. The default 1 compares one core with one core (numpy's element-wise ops use one thread)
+and is robust on a shared machine: an OpenMP kernel whose second thread is descheduled by another
+process waits for it, which can make 2-thread runs many times slower while other jobs run. ``auto``
+uses 1 thread below 4096 envs and every core above (faster on an idle machine).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def bench_eager(n: int, steps: int, repeats: int) -> float:
 
 
 def _terminated(states: torch.Tensor) -> torch.Tensor:
-    return (states[..., 0].abs() > X_THRESHOLD) | (states[..., 2].abs() > THETA_THRESHOLD)
+    """Termination flags ``[N, T+1]`` of ``states [N, T+1, 4]``, computed time-major (the rollout's layout)."""
+    s = states.permute(1, 2, 0)  # [T+1, 4, N]
+    return ((s[:, 0].abs() > X_THRESHOLD) | (s[:, 2].abs() > THETA_THRESHOLD)).t()
 
 
 def _terminated_into(states: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,7 @@ def bench_fused(n: int, steps: int, repeats: int, chunk: int, check_against_eage
     t0 = time.perf_counter()
     states = rollout(x0, u)
     compile_s = time.perf_counter() - t0
-    flags = torch.empty(n, steps + 1, dtype=torch.bool)
+    flags = torch.empty(steps + 1, n, dtype=torch.bool).t()  # time-major, like the states
     t0 = time.perf_counter()
     terminated(states)
     terminated_into(states, flags)
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (a short run)")
     parser.add_argument("--sizes", default="1,64,1024,16384", help="comma-separated numbers of envs")
-    parser.add_argument("--threads", default="auto",
+    parser.add_argument("--threads", default="1",
                         help="torch threads for physwm: a number, or auto (1 below 4096 envs, else all cores)")
     parser.add_argument("--chunk", type=int, default=8, help="steps fused per compiled call")
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (best is kept)")

@@ -352,6 +352,8 @@ class FusedRollout:
         ``states [B, T+1, n]`` (first entry ``x0``), dtype and device of ``x0``; a batch-first view of a
         time-major buffer (values identical to a contiguous array).
 
+    Between calls it keeps one internal buffer for the time-major controls (``T * m * B`` elements).
+
     Attributes:
         compiled: False once compilation failed and the rollout runs eagerly.
         compile_seconds: wall time spent in calls that compiled (first call per batch size/dtype/device
@@ -382,6 +384,7 @@ class FusedRollout:
         self.compile_seconds = 0.0
         self._seen: set[tuple] = set()
         self._lock = threading.Lock()
+        self._workspace: torch.Tensor | None = None
         if backend == "inductor" and not compile_available():
             self._give_up("no C++ compiler found for torch.compile's inductor backend")
         else:
@@ -423,6 +426,14 @@ class FusedRollout:
             self.compile_seconds += time.perf_counter() - t0
         return last
 
+    def _controls_workspace(self, rows: int, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        # The time-major copy of the controls is internal, so one buffer is kept and reused by calls of
+        # the same shape (fresh memory has to be zero-filled by the operating system on first touch).
+        w = self._workspace
+        if w is None or w.shape != (rows, batch) or w.dtype != dtype or w.device != device:
+            w = self._workspace = torch.empty(rows, batch, dtype=dtype, device=device)
+        return w
+
     def warmup(self, batch_size: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> float:
         """Compile for ``batch_size`` (and ``dtype``/``device``) now; returns the seconds it took."""
         n, m = self.field.state_dim, self.field.control_dim
@@ -451,18 +462,18 @@ class FusedRollout:
         # chunks (the states computed from the padding are discarded). u[B, T*m] -> [T*m, B] is a plain
         # matrix transpose, which torch copies block-wise.
         padded = (whole + (rest > 0)) * k
-        ut = torch.empty(padded * m, batch, dtype=u.dtype, device=u.device)
-        ut[: horizon * m].copy_(u.reshape(batch, horizon * m).t())
-        ut[horizon * m :].zero_()
-        ut = ut.view(padded, m, batch)
         x = x0.t().clone(memory_format=torch.contiguous_format)  # a copy: x0 may be a view of out
         given = out
         if out is None:
             out = torch.empty(horizon + 1, n, batch, dtype=x0.dtype, device=x0.device)
         else:
             out = out.permute(1, 2, 0)
-        out[0].copy_(x)
         with self._lock:
+            ut = self._controls_workspace(padded * m, batch, u.dtype, u.device)
+            ut[: horizon * m].copy_(u.reshape(batch, horizon * m).t())
+            ut[horizon * m :].zero_()
+            ut = ut.view(padded, m, batch)
+            out[0].copy_(x)  # after reading x0 and u, which may be views of out
             for j in range(0, whole * k, k):
                 x = self._run_chunk(x, ut[j : j + k], out[j + 1 : j + 1 + k])
             if rest:
