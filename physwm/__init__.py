@@ -12,6 +12,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
+from .fused import compiled_rollout
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
 from .systems import CartPole, CartPoleParams, VectorField
 from .train import History, fit, load_checkpoint, save_checkpoint
@@ -28,6 +29,7 @@ __all__ = [
     "ButcherTableau",
     "Adaptive",
     "get_integrator",
+    "compiled_rollout",
     "fit",
     "History",
     "save_checkpoint",
