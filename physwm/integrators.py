@@ -12,6 +12,14 @@ Fixed-step integrators take ``substeps`` equal sub-steps inside each control per
 torchdiffeq's solvers (dopri5 and friends), optionally with the adjoint method; the control is held
 constant inside each period there too: each period is solved as its own initial-value problem, so the
 solver never steps across a jump of the control.
+
+Rollouts of fixed-step integrators let the field specialise itself to the whole control sequence first:
+a field may define ``bind_controls(u [B, T, m]) -> f(x [B, n], t: int) -> dx/dt [B, n]``, which must give
+``field(x, u[:, t])`` up to round-off while precomputing, once per rollout, whatever depends only on the
+controls and the parameters (a :class:`~physwm.models.NeuralField` folds its normalisation into its
+first and last layers and computes its first layer's control term for all ``T`` periods in one matrix
+product). The controls are handed to it in the state's dtype; its input checks are done once, by
+``rollout``. Fields without it are called as ``field(x, u[:, t])``.
 """
 
 from __future__ import annotations
@@ -60,6 +68,25 @@ def _check_rollout_args(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -
         raise ValueError("u contains NaN or inf")
 
 
+class _BoundField:
+    """A field bound to a rollout's controls, seen by ``_step`` as a field of period ``t``.
+
+    ``f(x, u)`` returns ``fn(x, t)``: the ``u`` passed (the period's control, ``u[:, t]``) is already in
+    ``fn``. Carries the field's sizes and position/velocity indices (semi-implicit Euler needs them).
+    """
+
+    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index")
+
+    def __init__(self, field: VectorField, fn):
+        self.fn, self.t = fn, 0
+        self.state_dim, self.control_dim = field.state_dim, field.control_dim
+        self.position_index = getattr(field, "position_index", None)
+        self.velocity_index = getattr(field, "velocity_index", None)
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, self.t)
+
+
 class Integrator:
     """Base class: subclasses implement ``_step(field, x, u, h)`` for one step of size ``h``."""
 
@@ -85,14 +112,22 @@ class Integrator:
             x = self._step(field, x, u, h)
         return x
 
+    # Fixed-step integrators only call ``field(x, u)`` with the period's control, so a rollout may hand
+    # them the field bound to the whole control sequence (see the module docstring).
+    _binds_controls = True
+
     def rollout(self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
         """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
         dt = _check_dt(dt)
         _check_rollout_args(field, x0, u)
+        bind = getattr(field, "bind_controls", None) if self._binds_controls else None
+        f = field if bind is None else _BoundField(field, bind(u.to(x0.dtype)))
         states = [x0]
         x = x0
         for t in range(u.shape[1]):
-            x = self._advance(field, x, u[:, t], dt)
+            if bind is not None:
+                f.t = t
+            x = self._advance(f, x, u[:, t], dt)
             states.append(x)
         return torch.stack(states, dim=1)
 
@@ -185,16 +220,16 @@ class ExplicitRK(Integrator):
     def _step(self, field, x, u, h):
         tab = self.tableau
         ks: list[torch.Tensor] = []
-        for i in range(len(tab.b)):
+        for row in tab.a:
             xi = x
-            for aij, kj in zip(tab.a[i], ks):
-                if aij != 0.0:
-                    xi = xi + (h * aij) * kj
+            for aij, kj in zip(row, ks):
+                if aij != 0.0:  # one multiply-add per non-zero entry, no temporary for (h a_ij) k_j
+                    xi = torch.add(xi, kj, alpha=h * aij)
             ks.append(field(xi, u))
         out = x
         for bi, ki in zip(tab.b, ks):
             if bi != 0.0:
-                out = out + (h * bi) * ki
+                out = torch.add(out, ki, alpha=h * bi)
         return out
 
 
@@ -238,6 +273,8 @@ class Adaptive(Integrator):
             constant in the number of solver steps, at the price of a backward solve. The control and
             the field's parameters get gradients either way.
     """
+
+    _binds_controls = False  # torchdiffeq needs the field itself (an nn.Module: the adjoint's parameters)
 
     def __init__(self, method: str = "dopri5", rtol: float = 1e-7, atol: float = 1e-9, adjoint: bool = False):
         super().__init__(1)

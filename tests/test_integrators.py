@@ -150,3 +150,45 @@ def test_semi_implicit_needs_declared_positions():
     xe = Euler().rollout(Bare(), torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                          torch.zeros(1, 5000, 1, dtype=torch.float64), 0.05)
     assert 0.5 * (xe[0, -1] ** 2).sum() > 10  # plain Euler gains energy: the two really differ
+
+
+class _Spring(VectorField):
+    """dx/dt = v, dv/dt = -x + u; counts calls of forward and of bind_controls."""
+
+    state_dim, control_dim = 2, 1
+    position_index, velocity_index = (0,), (1,)
+
+    def __init__(self):
+        super().__init__()
+        self.forward_calls, self.bound = 0, []
+
+    def forward(self, x, u):
+        self.forward_calls += 1
+        return torch.stack((x[..., 1], -x[..., 0] + u[..., 0]), -1)
+
+    def bind_controls(self, u):
+        self.bound.append(u)
+        return lambda x, t: torch.stack((x[..., 1], -x[..., 0] + u[:, t, 0]), -1)
+
+
+@pytest.mark.parametrize("integrator", [Euler(), SemiImplicitEuler(), RK4(substeps=2)])
+def test_fixed_step_rollouts_use_the_bound_field(integrator):
+    """bind_controls is called once per rollout with u in the state's dtype, and forward never; the
+    result equals stepping the unbound field period by period."""
+    field = _Spring()
+    x0 = torch.tensor([[1.0, 0.0], [0.3, -0.2]], dtype=torch.float64)
+    u = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], dtype=torch.float32)[..., None]
+    out = integrator.rollout(field, x0, u, 0.1)
+    assert field.forward_calls == 0 and len(field.bound) == 1 and field.bound[0].dtype == torch.float64
+    states = [x0]
+    for t in range(3):
+        states.append(integrator.step(field, states[-1], u[:, t].double(), 0.1))
+    assert field.forward_calls > 0
+    torch.testing.assert_close(out, torch.stack(states, 1), rtol=0, atol=1e-15)
+
+
+def test_adaptive_rollouts_do_not_bind():
+    field = _Spring()
+    x0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    Adaptive(rtol=1e-6, atol=1e-8).rollout(field, x0, torch.ones(1, 2, 1, dtype=torch.float64), 0.1)
+    assert not field.bound and field.forward_calls > 0

@@ -272,6 +272,65 @@ def test_gradcheck_through_hybrid_field_float64():
     assert torch.autograd.gradcheck(f, inputs)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"features": "cartpole", "activation": "silu"},
+        {"hidden": ()},
+        {"hidden": (8,), "activation": "elu"},  # an activation called as its module
+        {"rows": (1, 3), "residual": True, "features": "cartpole"},
+    ],
+)
+def test_neural_field_bound_to_controls_equals_its_forward(options):
+    """What RK4 rollouts evaluate (normalisation folded into the layers) is the field itself, to round-off."""
+    batch = _data(16, 3, seed=7, dtype=torch.float64)
+    field = NeuralField(4, 1, **{"hidden": (16, 16), **options}).double()
+    field.fit_normalization(batch["states"], batch["controls"], 0.02)
+    _perturb(field, seed=1, scale=0.3)  # a residual's zero last layer too
+    x, _ = _random_inputs(12, seed=4, dtype=torch.float64)
+    u = torch.randn(12, 5, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 10
+    f = field.bind_controls(u)
+    for t in range(5):
+        ref = field(x, u[:, t])
+        assert ref.abs().max() > 1  # not trivially small
+        torch.testing.assert_close(f(x, t), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["node", "hybrid"])
+def test_bound_rollout_has_the_gradients_of_step_by_step(kind):
+    """A rollout (bound field) and repeated ``step`` calls (the field's forward) agree in value and in the
+    gradients of the weights, the normalisation-free inputs x0 and every control."""
+    field = _learned_fields()[kind]
+    x0, _ = _random_inputs(6, seed=2, dtype=torch.float64)
+    u = torch.randn(6, 4, 1, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 10
+    results = []
+    for bound in (True, False):
+        field.zero_grad()
+        xs, us = x0.clone().requires_grad_(True), u.clone().requires_grad_(True)
+        if bound:
+            traj = RK4().rollout(field, xs, us, 0.02)
+        else:
+            states = [xs]
+            for t in range(us.shape[1]):
+                states.append(RK4().step(field, states[-1], us[:, t], 0.02))
+            traj = torch.stack(states, 1)
+        traj.pow(2).sum().backward()
+        results.append([traj.detach(), xs.grad, us.grad] + [p.grad.clone() for p in field.parameters()])
+    assert all(g.abs().sum() > 0 for g in results[0][1:3])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_gradcheck_through_bound_neural_field_rollout():
+    field = _learned_fields()["node"]
+    x0, _ = _random_inputs(3, seed=3, dtype=torch.float64)
+    u = torch.randn(3, 3, 1, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    x0.requires_grad_(True)
+    u.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: RK4().rollout(field, a, b, 0.02), (x0, u))
+
+
 # -- checkpoints, build -----------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ with the model), set by :meth:`NeuralField.fit_normalization` (``ODEModel.fit_no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -88,6 +88,10 @@ class StateControlFeatures(nn.Module):
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return torch.cat((x, u.to(x.dtype)), dim=-1)
 
+    def state_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features that depend on the state, ``[..., n]``; the control follows them unchanged."""
+        return x
+
 
 class CartPoleFeatures(nn.Module):
     """Physically meaningful CartPole features ``[sin theta, cos theta, x_dot, theta_dot, force]``: ``[..., 5]``.
@@ -113,8 +117,16 @@ class CartPoleFeatures(nn.Module):
             (torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3], u[..., 0].to(x.dtype)), dim=-1
         )
 
+    def state_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features that depend on the state, ``[..., 4]``; the force follows them unchanged."""
+        theta = x[..., 2]
+        return torch.stack((torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3]), dim=-1)
+
 
 FEATURES: dict[str, type[nn.Module]] = {"state": StateControlFeatures, "cartpole": CartPoleFeatures}
+
+# Parameter-free activations and the functions they compute (a bound field calls these directly).
+_FUNCTIONAL = {nn.Tanh: torch.tanh, nn.SiLU: nn.functional.silu, nn.ReLU: torch.relu}
 
 
 class NeuralField(VectorField):
@@ -197,6 +209,52 @@ class NeuralField(VectorField):
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.out_norm.denormalize(self.normalized_output(x, u))
+
+    def bind_controls(self, u: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """This field under a control sequence: ``f(x [B, n], t) = self(x, u[:, t])`` up to round-off.
+
+        What an integrator's rollout calls (see :mod:`physwm.integrators`): the input normalisation is
+        folded into the first layer, the output scaling into the last (once per call of this method, so
+        gradients reach the weights and statistics as usual), and the control's share of the first layer
+        is computed for all ``T`` periods in one matrix product; each evaluation is then the network's
+        layers alone. ``u [B, T, m]`` in the dtype of the states to come.
+        """
+        layers = list(self.net)
+        lin = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
+        if not hasattr(self.features, "state_features") or not lin or lin[-1] != len(layers) - 1:
+            return lambda x, t: self(x, u[:, t])  # an architecture this shortcut does not know
+        B, T, m = u.shape
+        dtype = u.dtype
+        first, last = layers[lin[0]], layers[-1]
+        w = first.weight / self.in_norm.std.to(dtype)  # W / s: acts on raw features
+        b = first.bias - w @ self.in_norm.mean.to(dtype)
+        k = w.shape[1] - m  # the control is the last m feature columns
+        if len(lin) == 1:  # no hidden layer: first and last are one layer
+            so, mo = self.out_norm.std.to(dtype), self.out_norm.mean.to(dtype)
+            w, b = w * so[:, None], b * so + mo
+        control_terms = torch.addmm(b, u.reshape(B * T, m), w[:, k:].t()).reshape(B, T, -1).unbind(1)
+        w_state = w[:, :k].t().contiguous()  # laid out as addmm reads it: no copy per call in backward
+        state_features = self.features.state_features
+        if len(lin) == 1:
+            return lambda x, t: torch.addmm(control_terms[t], state_features(x), w_state)
+        # the layers in between, as plain functions (no module call, weights transposed once)
+        hidden: list[tuple] = []
+        for layer in layers[lin[0] + 1 : -1]:
+            if isinstance(layer, nn.Linear):
+                hidden.append((layer.bias, layer.weight.t().contiguous()))
+            else:
+                hidden.append((_FUNCTIONAL.get(type(layer), layer),))
+        so, mo = self.out_norm.std.to(dtype), self.out_norm.mean.to(dtype)
+        w_out = (last.weight * so[:, None]).t().contiguous()
+        b_out = last.bias * so + mo
+
+        def f(x: torch.Tensor, t: int) -> torch.Tensor:
+            h = torch.addmm(control_terms[t], state_features(x), w_state)
+            for op in hidden:
+                h = op[0](h) if len(op) == 1 else torch.addmm(op[0], h, op[1])
+            return torch.addmm(b_out, h, w_out)
+
+        return f
 
     def extra_repr(self) -> str:
         return f"features={self.features_name!r}, rows={self.rows}, residual={self.residual}"
@@ -284,6 +342,21 @@ class HybridField(VectorField):
             return f + r
         idx = torch.as_tensor(self.rows, device=x.device)
         return f.index_add(-1, idx, r.to(f.dtype))
+
+    def bind_controls(self, u: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """This field under a control sequence ``u [B, T, m]``: ``f(x, t) = self(x, u[:, t])`` (see NeuralField).
+
+        The physics and the residual are each bound if they can be (else called with ``u[:, t]``).
+        """
+        parts = []
+        for part in (self.physics, self.residual):
+            bind = getattr(part, "bind_controls", None)
+            parts.append(bind(u) if bind is not None else (lambda x, t, part=part: part(x, u[:, t])))
+        physics, residual = parts
+        if self.rows == tuple(range(self.state_dim)):
+            return lambda x, t: physics(x, t) + residual(x, t)
+        idx = torch.as_tensor(self.rows, device=u.device)
+        return lambda x, t: physics(x, t).index_add(-1, idx, residual(x, t))
 
     def residual_norm_sq(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``mean ||r(x, u)||^2`` over all leading dims (normalised units if the residual has them)."""
