@@ -12,6 +12,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
+from .control import CEM, MPPI, imagine, planning_study, run_episode
 from .fused import compiled_rollout
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
 from .systems import CartPole, CartPoleParams, VectorField
@@ -34,4 +35,9 @@ __all__ = [
     "History",
     "save_checkpoint",
     "load_checkpoint",
+    "CEM",
+    "MPPI",
+    "run_episode",
+    "planning_study",
+    "imagine",
 ]

@@ -449,7 +449,8 @@ def _run_plan(args) -> int:
             for f in files:
                 if (out / f).exists():
                     raise FileExistsError(f"{out / f} exists; pass --overwrite to replace it")
-    env = control.make_env(args.env, args.task)
+    env_kwargs = {} if args.steps is None else {"max_episode_steps": args.steps}
+    env = control.make_env(args.env, args.task, **env_kwargs)
     try:
         model = _plan_model(args.model, env)
         control.check_model_fits_env(model, env)

@@ -306,8 +306,9 @@ class Planner:
 
     Attributes:
         plan: the current mean plan ``[H, m]`` (warm start of the next step).
-        last_info: ``{"cost": lowest cost seen, "mean_cost": cost of the returned plan's population
-            mean at the last iteration, "iterations": int}`` of the last call to :meth:`optimize`.
+        last_info: about the last call to :meth:`optimize`: ``"cost"`` (lowest sequence cost seen),
+            ``"iterations"``, and for CEM ``"best"`` (that sequence) and ``"elite_cost"`` (mean cost of
+            the last elites), for MPPI ``"effective_samples"`` (``1 / sum w^2`` of the last weights).
     """
 
     name = "planner"
@@ -352,8 +353,13 @@ class Planner:
             raise ValueError(f"dtype must be a floating-point dtype, got {self.dtype}")
 
         m = self.control_dim
-        low = torch.as_tensor(bounds[0], dtype=self.dtype, device=self.device).reshape(-1).expand(m).clone()
-        high = torch.as_tensor(bounds[1], dtype=self.dtype, device=self.device).reshape(-1).expand(m).clone()
+        try:
+            low_t, high_t = (torch.as_tensor(b, dtype=self.dtype, device=self.device).reshape(-1) for b in bounds)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"bounds must be (low, high) numbers or [m] sequences, got {bounds!r}") from err
+        if low_t.numel() not in (1, m) or high_t.numel() not in (1, m):
+            raise ValueError(f"bounds must be numbers or sequences of the control size m={m}, got {bounds!r}")
+        low, high = low_t.expand(m).clone(), high_t.expand(m).clone()
         if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
             raise ValueError(f"bounds must be finite with low < high, got {bounds!r}")
         self.low, self.high = low, high
@@ -1068,7 +1074,10 @@ def planning_study(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
-    env = make_env(env_id, t, **dict(env_options or {}))
+    env_options = dict(env_options or {})
+    if steps is not None:
+        env_options.setdefault("max_episode_steps", int(steps))
+    env = make_env(env_id, t, **env_options)
     episodes: dict[str, list[Episode]] = {}
     total = len(models) * len(seeds)
     with tqdm(total=total, desc=f"{planner} {t.name}", disable=not progress) as bar:

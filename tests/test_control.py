@@ -186,6 +186,8 @@ def test_bad_planner_arguments_are_clear_errors():
         CEM(model, balance_cost, bounds=(-10, 10), horizon=0)
     with pytest.raises(ValueError, match="low < high"):
         CEM(model, balance_cost, bounds=(10, -10))
+    with pytest.raises(ValueError, match="sequences of the control size m=1"):
+        CEM(model, balance_cost, bounds=((-1, -1), (1, 1)))
     with pytest.raises(ValueError, match="temperature"):
         MPPI(model, balance_cost, bounds=(-10, 10), temperature=0.0)
     with pytest.raises(ValueError, match=r"unknown planner 'ilqr'; valid: \['cem', 'mppi'\]"):
