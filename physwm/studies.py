@@ -2008,12 +2008,7 @@ def draw_figures(out: str | os.PathLike) -> list[Path]:
     Raises:
         FileNotFoundError: if ``out`` holds no results.json (not a study directory).
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        with contextlib.suppress(Exception):
-            matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # any backend: figures are only saved, and closed after
 
     from . import plot
 
