@@ -12,14 +12,14 @@ physwm / gymnasium. What each contender does per env-step:
   ``cartpole_dynamics`` and Euler step compiled by torch.compile (inductor, C++) into one loop:
   dynamics, Euler, all states stored (input checks included).
 * ``fused + termination``: the fused rollout plus gymnasium's termination flags (``|x| > 2.4`` or
-  ``|theta| > 12 deg``) for every stored state, computed by one compiled element-wise kernel.
-* ``..., output reused``: the same, writing into the previous call's arrays (``rollout(x0, u, out=...)``)
+  ``|theta| > 12 deg``) for every stored state (five element-wise torch ops over the whole rollout).
+* ``..., output reused``: the same, writing the states into the previous call's array (``out=``)
   instead of fresh memory: a loop of rollouts of one shape need not allocate (fresh pages cost the
   operating system a zero-fill, which is a large share of the time at large N on these machines).
 
 No physwm path resets finished episodes: the rollouts are open loop over the whole horizon. Compile
 time is measured separately (first call at each N) and is not part of steps/s. Every timing is the
-best of several repeats (the machine may be shared).
+best of several repeats, taken round-robin over the contenders (the machine may be shared).
 
 Run: ``python bench/simulate.py`` (or ``--quick``). ``--threads`` sets torch's intra-op threads for the
 physwm paths. The default 1 compares one core with one core (numpy's element-wise ops use one thread)
@@ -51,20 +51,22 @@ X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = math.inf
+def _best_times(runs: dict, repeats: int) -> dict:
+    """Best wall time of each callable, timed round-robin (one run of each per round), so that load from
+    other processes on a shared machine falls on every contender alike."""
+    best = dict.fromkeys(runs, math.inf)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
-def bench_gymnasium(n: int, steps: int, repeats: int, seed: int = 0) -> float:
+def gymnasium_run(n: int, steps: int, seed: int = 0):
     env = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
     env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    actions = rng.integers(0, 2, size=(steps, n))
+    actions = np.random.default_rng(seed).integers(0, 2, size=(steps, n))
     for t in range(min(steps, 5)):  # warm up
         env.step(actions[t])
 
@@ -72,9 +74,7 @@ def bench_gymnasium(n: int, steps: int, repeats: int, seed: int = 0) -> float:
         for t in range(steps):
             env.step(actions[t])
 
-    seconds = _best_time(run, repeats)
-    env.close()
-    return n * steps / seconds
+    return run
 
 
 def _inputs(n: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,50 +84,36 @@ def _inputs(n: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return x0, force
 
 
-def bench_eager(n: int, steps: int, repeats: int) -> float:
-    field, euler = CartPole(), Euler()
-    x0, u = _inputs(n, steps)
-    euler.rollout(field, x0, u[:, :2], 0.02)
-    return n * steps / _best_time(lambda: euler.rollout(field, x0, u, 0.02), repeats)
-
-
 def _terminated(states: torch.Tensor) -> torch.Tensor:
-    """Termination flags ``[N, T+1]`` of ``states [N, T+1, 4]``, computed time-major (the rollout's layout)."""
-    s = states.permute(1, 2, 0)  # [T+1, 4, N]
+    """Termination flags ``[N, T+1]`` of ``states [N, T+1, 4]``, computed time-major (the rollout's layout).
+
+    Five eager element-wise ops; faster here than inductor's kernel, whose bool stores are slow.
+    """
+    s = states.permute(1, 2, 0)  # [T+1, 4, N], contiguous for a fused rollout's result
     return ((s[:, 0].abs() > X_THRESHOLD) | (s[:, 2].abs() > THETA_THRESHOLD)).t()
 
 
-def _terminated_into(states: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
-    return flags.copy_(_terminated(states))
-
-
-def bench_fused(n: int, steps: int, repeats: int, chunk: int, check_against_eager: bool = True) -> dict:
+def bench_size(n: int, steps: int, repeats: int, chunk: int) -> dict:
+    """Env-steps/s of every contender at ``n`` envs and ``steps`` steps, plus compile time and accuracy."""
     field, euler = CartPole(), Euler()
-    rollout = compiled_rollout(field, euler, 0.02, chunk=chunk)
-    terminated = torch.compile(_terminated, fullgraph=True, dynamic=False)
-    terminated_into = torch.compile(_terminated_into, fullgraph=True, dynamic=False)
     x0, u = _inputs(n, steps)
+    rollout = compiled_rollout(field, euler, 0.02, chunk=chunk)
     t0 = time.perf_counter()
     states = rollout(x0, u)
     compile_s = time.perf_counter() - t0
-    flags = torch.empty(steps + 1, n, dtype=torch.bool).t()  # time-major, like the states
-    t0 = time.perf_counter()
-    terminated(states)
-    terminated_into(states, flags)
-    compile_s += time.perf_counter() - t0
-    max_err = float("nan")
-    if check_against_eager:  # a short horizon: CartPole is chaotic, round-off grows along long rollouts
-        h = min(steps, 20)
-        max_err = float((rollout(x0, u[:, :h]) - euler.rollout(field, x0, u[:, :h], 0.02)).abs().max())
-    rates = {
-        "fused": _best_time(lambda: rollout(x0, u), repeats),
-        "fused + termination": _best_time(lambda: terminated(rollout(x0, u)), repeats),
-        "fused, output reused": _best_time(lambda: rollout(x0, u, out=states), repeats),
-        "fused + term., outputs reused": _best_time(
-            lambda: terminated_into(rollout(x0, u, out=states), flags), repeats
-        ),
+    # Accuracy on a short horizon: CartPole is chaotic, round-off grows along long rollouts.
+    h = min(steps, 20)
+    max_err = float((rollout(x0, u[:, :h]) - euler.rollout(field, x0, u[:, :h], 0.02)).abs().max())
+    runs = {
+        "gymnasium CartPoleVectorEnv (numpy)": gymnasium_run(n, steps),
+        "physwm eager Euler().rollout": lambda: euler.rollout(field, x0, u, 0.02),
+        "physwm fused": lambda: rollout(x0, u),
+        "physwm fused + termination": lambda: _terminated(rollout(x0, u)),
+        "physwm fused, output reused": lambda: rollout(x0, u, out=states),
+        "physwm fused + termination, output reused": lambda: _terminated(rollout(x0, u, out=states)),
     }
-    return {"rates": {k: n * steps / v for k, v in rates.items()}, "compile_s": compile_s, "err": max_err,
+    seconds = _best_times(runs, repeats)
+    return {"rates": {k: n * steps / v for k, v in seconds.items()}, "compile_s": compile_s, "err": max_err,
             "compiled": rollout.compiled}
 
 
@@ -146,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) >= 1):
         parser.error(f"--threads must be a positive integer or auto, got {args.threads!r}")
     cores = os.cpu_count() or 1
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 7)
     budget = 2e5 if args.quick else 2e6  # env-steps per timed gymnasium run
 
     print(f"CartPole simulation, env-steps/s (best of {repeats}); torch {torch.__version__}, "
@@ -158,27 +144,27 @@ def main(argv: list[str] | None = None) -> int:
         steps = -(-steps // args.chunk) * args.chunk  # whole chunks
         threads = int(args.threads) if args.threads != "auto" else (1 if n < 4096 else cores)
         torch.set_num_threads(threads)  # before compiling: inductor's C++ kernels specialise on it
-        g = bench_gymnasium(n, steps, repeats)
-        e = bench_eager(n, steps, repeats)
-        f = bench_fused(n, steps, repeats, args.chunk)
-        rows = [("gymnasium CartPoleVectorEnv (numpy)", g), ("physwm eager Euler().rollout", e)]
-        rows += [(f"physwm {k}", v) for k, v in f["rates"].items()]
+        f = bench_size(n, steps, repeats, args.chunk)
+        r = f["rates"]
+        g = r["gymnasium CartPoleVectorEnv (numpy)"]
         print("-" * 78)
-        for i, (name, rate) in enumerate(rows):
+        for i, (name, rate) in enumerate(r.items()):
             lead = f"{n:>6} {steps:>4} {threads:>3}" if i == 0 else " " * 14
             print(f"{lead}  {name:<42} {rate:>11.3g} {rate / g:>7.2f}")
         fallback = "" if f["compiled"] else "  COMPILATION FAILED: eager fallback"
         print(f"{'':>14}  compile {f['compile_s']:.1f} s (first call, not in steps/s); "
               f"max|fused - eager| over 20 steps {f['err']:.1e}{fallback}", flush=True)
-        summary.append((n, g, f["rates"]["fused"], f["rates"]["fused, output reused"]))
-    print("=" * 78)
-    print(f"{'N':>6}  {'gymnasium':>10}  {'fused':>10} {'ratio':>6}  {'fused, out reused':>17} {'ratio':>6}")
-    for n, g, fused, reused in summary:
-        print(f"{n:>6}  {g:>10.3g}  {fused:>10.3g} {fused / g:>6.2f}  {reused:>17.3g} {reused / g:>6.2f}")
+        summary.append((n, g, r["physwm fused"], r["physwm fused + termination"], r["physwm fused, output reused"]))
+    print("=" * 86)
+    print(f"{'N':>6}  {'gymnasium':>10}  {'fused':>10} {'ratio':>6}  {'fused+term':>10} {'ratio':>6}  "
+          f"{'fused, out reused':>17} {'ratio':>6}")
+    for n, g, fused, term, reused in summary:
+        print(f"{n:>6}  {g:>10.3g}  {fused:>10.3g} {fused / g:>6.2f}  {term:>10.3g} {term / g:>6.2f}  "
+              f"{reused:>17.3g} {reused / g:>6.2f}")
     print("gymnasium: dynamics, Euler, termination/truncation, reward, autoreset, float32 obs (numpy float64, "
           "1 thread).\nphyswm: dynamics, Euler, every state stored [N, T+1, 4] (float32, 'thr' torch threads); "
-          "'+ termination'\nadds gymnasium's termination flags of every state; 'reused' writes into the "
-          "previous call's buffers\ninstead of fresh memory. physwm never autoresets (open-loop rollouts).")
+          "'+ termination'\nadds gymnasium's termination flags of every state; 'reused' writes the states into "
+          "the previous call's\narray instead of fresh memory. physwm never autoresets (open-loop rollouts).")
     return 0
 
 
