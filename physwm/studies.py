@@ -1413,7 +1413,7 @@ def _run(cfg, out, overwrite, progress, *, efficiency: bool, figures: bool, comp
     rows = load_results(out, cfg)
     if figures and cfg.figures:
         _write_figure_data(cfg, out)
-    res.headline, files = write_report(cfg, rows, out, wall_time_s=time.perf_counter() - t0)
+    res.headline, files = write_report(cfg, rows, out, wall_time_s=time.perf_counter() - t0, runs_done=res.runs_done)
     res.files.extend(files)
     if figures and cfg.figures:
         res.files.extend(draw_figures(out))
@@ -1651,9 +1651,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_report(
-    cfg: StudyConfig, rows: list[dict], out: str | os.PathLike, wall_time_s: float | None = None
+    cfg: StudyConfig,
+    rows: list[dict],
+    out: str | os.PathLike,
+    wall_time_s: float | None = None,
+    runs_done: int | None = None,
 ) -> tuple[dict, list[Path]]:
-    """Write results.md, results.json and results.csv from the finished runs; returns (headline, paths)."""
+    """Write results.md, results.json and results.csv from the finished runs; returns (headline, paths).
+
+    Args:
+        cfg: the study.
+        rows: the finished runs (:func:`load_results`).
+        out: the study directory.
+        wall_time_s: seconds the call that produced them took (reported).
+        runs_done: how many of the runs that call trained (the others were resumed from their files).
+    """
     from . import __version__
 
     out = Path(out)
@@ -1665,12 +1677,27 @@ def write_report(
         "git": _git_describe(),
         "runs": len(rows),
         "wall_time_s": wall_time_s,
+        "runs_done": runs_done,
+        "run_compute_s": float(sum(r.get("train_time_s", 0.0) + r.get("eval_time_s", 0.0) for r in rows)),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     rounded = [{k: (float(f"{v:.5g}") if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}
                for r in agg]  # fmt: skip
     data = {"study": cfg.name, "meta": meta, "headline": head, "config": cfg.to_dict(), "aggregated": rounded}
-    files.append(_write_text(out / "results.json", _json_dumps(data)))
+    # the aggregated table as columns + one row per line: compact, and it still diffs well
+    cols = _columns(agg)
+    text = _json_dumps({k: v for k, v in data.items() if k != "aggregated"})
+    rows_text = ",\n  ".join(json.dumps(_finite_json([r.get(c) for c in cols]), separators=(",", ":")) for r in rounded)
+    text = (
+        text.rstrip().rstrip("}").rstrip()
+        + ',\n "aggregated": {\n  "columns": '
+        + json.dumps(cols)
+        + ',\n  "rows": [\n  '
+        + rows_text
+        + "\n  ]\n }\n}\n"
+    )
+    json.loads(text)  # the hand-joined file must stay valid JSON
+    files.append(_write_text(out / "results.json", text))
     files.append(_write_text(out / "results.csv", _csv(agg)))
     files.append(_write_text(out / "results.md", _markdown(cfg, agg, head, meta)))
     return head, files
@@ -1691,13 +1718,27 @@ def _git_describe() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+_KEYS = ["task", "model", "family", "n_train", "split", "distribution", "seeds"]
+
+
+def _columns(agg: list[dict]) -> list[str]:
+    metrics = sorted({k for r in agg for k in r if k not in _KEYS and not k.endswith("_std")}, key=_metric_order)
+    return _KEYS + [c for k in metrics for c in (k, k + "_std")]
+
+
+def _aggregated_rows(results: dict) -> list[dict]:
+    """The aggregated rows of a results.json (stored as columns + rows)."""
+    a = results["aggregated"]
+    if isinstance(a, list):
+        return a
+    return [{c: v for c, v in zip(a["columns"], row) if v is not None} for row in a["rows"]]
+
+
 def _csv(agg: list[dict]) -> str:
     import csv
     import io
 
-    keys = ["task", "model", "family", "n_train", "split", "distribution", "seeds"]
-    metrics = sorted({k for r in agg for k in r if k not in keys and not k.endswith("_std")}, key=_metric_order)
-    cols = keys + [c for k in metrics for c in (k, k + "_std")]
+    cols = _columns(agg)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -1726,7 +1767,14 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         f"physwm {meta['physwm_version']}"
         + (f" (git {meta['git']})" if meta.get("git") else "")
         + f", {meta['runs']} runs, written {meta['written']}"
-        + (f", {wt:.0f} s wall time ({cfg.workers} worker processes)" if wt else "")
+        + (f", {wt:.0f} s wall time ({cfg.workers} worker processes" if wt else "")
+        + (
+            f"; {meta['runs_done']} of the runs trained in that call, the others resumed"
+            if wt and meta.get("runs_done") is not None and meta["runs_done"] < meta["runs"]
+            else ""
+        )
+        + (")" if wt else "")
+        + f", {meta['run_compute_s']:.0f} s of training and evaluation in the runs"
         + ". Configuration: `config.json`; per-run metrics: `runs/`; aggregated: `results.csv`, `results.json`."
     )
     L += [
@@ -2019,7 +2067,7 @@ def draw_figures(out: str | os.PathLike) -> list[Path]:
     res = _read_json(res_path)
     try:
         cfg = StudyConfig.from_dict(res["config"], validate=False)
-        agg = res["aggregated"]
+        agg = _aggregated_rows(res)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{res_path} is not a physwm study result: {err}") from err
     fams = {m.name: m.build_name for m in cfg.models}

@@ -88,8 +88,10 @@ def test_study_runs_end_to_end(study_dir):
     assert (out / "runs/tiny/hybrid/n50_s0.pt").is_file()
     # the report's numbers are the runs' numbers
     results = json.loads((out / "results.json").read_text())
-    row = next(r for r in results["aggregated"]
-               if (r["model"], r["n_train"], r["split"]) == ("mlp", 200, "big"))  # fmt: skip
+    table = results["aggregated"]  # columns + rows
+    rows = [dict(zip(table["columns"], r)) for r in table["rows"]]
+    assert len(rows) == 4 * 3  # one row per (model, size, split)
+    row = next(r for r in rows if (r["model"], r["n_train"], r["split"]) == ("mlp", 200, "big"))
     mlp = json.loads((out / "runs/tiny/mlp/n200_s0.json").read_text())["splits"]["big"]
     assert row["rmse@20"] == pytest.approx(mlp["rmse@20"], rel=1e-4) and row["seeds"] == 1
     head = results["headline"]
