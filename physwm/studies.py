@@ -1165,25 +1165,43 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
     return str(path)
 
 
-def _execute(jobs: list[tuple], workers: int, progress: bool, desc: str) -> None:
-    """Run ``(fn, args)`` jobs, in this process (workers == 1) or in a pool of spawned processes."""
-    from tqdm.auto import tqdm
+class _Workers:
+    """Runs jobs in this process (``n == 1``) or in one pool of spawned processes, created on first use and
+    shared by the stages of a study (spawning a worker costs seconds: importing torch)."""
 
-    if not jobs:
-        return
-    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress)
-    try:
-        if workers <= 1 or len(jobs) == 1:
-            for fn, args in jobs:
-                fn(*args)
-                bar.update(1)
+    def __init__(self, n: int):
+        self.n = n
+        self._pool = None
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, jobs: list[tuple], progress: bool, desc: str) -> None:
+        """Run ``(fn, args)`` jobs; the first failure cancels the rest and is raised."""
+        from tqdm.auto import tqdm
+
+        if not jobs:
             return
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress)
+        try:
+            if self.n <= 1 or len(jobs) == 1:
+                for fn, args in jobs:
+                    fn(*args)
+                    bar.update(1)
+                return
+            from concurrent.futures import FIRST_EXCEPTION, wait
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
-            futures = {ex.submit(fn, *args): args for fn, args in jobs}
-            pending = set(futures)
+            if self._pool is None:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._pool = ProcessPoolExecutor(max_workers=self.n, mp_context=mp.get_context("spawn"))
+            pending = {self._pool.submit(fn, *args) for fn, args in jobs}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in done:
@@ -1193,8 +1211,8 @@ def _execute(jobs: list[tuple], workers: int, progress: bool, desc: str) -> None
                             p.cancel()
                         raise err
                     bar.update(1)
-    finally:
-        bar.close()
+        finally:
+            bar.close()
 
 
 # --- stages ------------------------------------------------------------------------------------------
@@ -1277,7 +1295,7 @@ def _clear_out(out: Path) -> None:
             (out / name).unlink()
 
 
-def _collect_data(cfg: StudyConfig, out: Path, progress: bool) -> int:
+def _collect_data(cfg: StudyConfig, out: Path, progress: bool, workers: _Workers) -> int:
     jobs = []
     for t in cfg.tasks:
         for name, s in [("train", t.train), ("val", t.val_split()), *((s.name, s) for s in t.tests)]:
@@ -1287,7 +1305,7 @@ def _collect_data(cfg: StudyConfig, out: Path, progress: bool) -> int:
                 args = (dataclasses.asdict(t), dataclasses.asdict(s), str(p), cfg.threads)
                 jobs.append((est, (_collect_job, args)))
     jobs.sort(key=lambda j: -j[0])
-    _execute([j for _, j in jobs], cfg.workers, progress, "collect")
+    workers.run([j for _, j in jobs], progress, "collect")
     _check_data(cfg, out)
     return len(jobs)
 
@@ -1333,13 +1351,15 @@ def _efficiency_runs(cfg: StudyConfig) -> list[tuple[str, str, int, int]]:
     return [(de.task, m, n, s) for m in models for n in de.sizes for s in seeds]
 
 
-def _run_all(cfg: StudyConfig, out: Path, runs: Iterable[tuple[str, str, int, int]], progress: bool) -> int:
+def _run_all(
+    cfg: StudyConfig, out: Path, runs: Iterable[tuple[str, str, int, int]], progress: bool, workers: _Workers
+) -> int:
     runs = list(dict.fromkeys(runs))
     todo = [r for r in runs if not _run_path(out, *r).exists()]
     cost = {"hybrid": 3.0, "explicit": 2.0, "node": 2.0, "ensemble": 5.0, "transformer": 3.0}
     todo.sort(key=lambda r: -cost.get(cfg.model(r[1]).build_name, 1.0) * math.log(10 + r[2]))
     cfg_d = cfg.to_dict()
-    _execute([(_run_job, (cfg_d, *r, str(out))) for r in todo], cfg.workers, progress, "train+evaluate")
+    workers.run([(_run_job, (cfg_d, *r, str(out))) for r in todo], progress, "train+evaluate")
     return len(todo)
 
 
@@ -1405,11 +1425,12 @@ def _run(cfg, out, overwrite, progress, *, efficiency: bool, figures: bool, comp
     out = Path(out)
     _prepare_out(cfg, out, overwrite)
     res = StudyResult(out=out)
-    res.data_collected = _collect_data(cfg, out, progress)
     runs = (_compare_runs(cfg) if compare_runs else []) + (_efficiency_runs(cfg) if efficiency else [])
     runs = list(dict.fromkeys(runs))
     res.runs_total = len(runs)
-    res.runs_done = _run_all(cfg, out, runs, progress)
+    with _Workers(cfg.workers) as workers:
+        res.data_collected = _collect_data(cfg, out, progress, workers)
+        res.runs_done = _run_all(cfg, out, runs, progress, workers)
     rows = load_results(out, cfg)
     if figures and cfg.figures:
         _write_figure_data(cfg, out)

@@ -277,3 +277,15 @@ def test_json_keeps_infinities():
     back = studies._from_json_value(json.loads(s))
     assert back["a"] == math.inf and math.isnan(back["b"][0]) and back["b"][1] == 1.0
     assert os.linesep  # keep os imported for readability of mtime checks above
+
+
+def test_worker_processes_give_the_same_results(study_dir, tmp_path):
+    # the process pool (spawned workers) must compute exactly what the in-process run computed
+    out, _ = study_dir
+    cfg = tiny_config(workers=2, figures=False, data_efficiency=None)
+    res = run_study(cfg, tmp_path / "par", progress=False)
+    assert res.runs_done == 2 and res.data_collected == 5
+    for model in ("hybrid", "mlp"):
+        a = json.loads((out / f"runs/tiny/{model}/n200_s0.json").read_text())["splits"]
+        b = json.loads((tmp_path / f"par/runs/tiny/{model}/n200_s0.json").read_text())["splits"]
+        assert a == b
