@@ -15,6 +15,7 @@ from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
 from .control import CEM, MPPI, imagine, planning_study, run_episode
 from .fused import compiled_rollout
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
+from .studies import StudyConfig, default_config, run_study
 from .systems import CartPole, CartPoleParams, VectorField
 from .train import History, fit, load_checkpoint, save_checkpoint
 
@@ -40,4 +41,7 @@ __all__ = [
     "run_episode",
     "planning_study",
     "imagine",
+    "StudyConfig",
+    "default_config",
+    "run_study",
 ]
