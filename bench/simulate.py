@@ -25,7 +25,9 @@ Run: ``python bench/simulate.py`` (or ``--quick``). ``--threads`` sets torch's i
 physwm paths. The default 1 compares one core with one core (numpy's element-wise ops use one thread)
 and is robust on a shared machine: an OpenMP kernel whose second thread is descheduled by another
 process waits for it, which can make 2-thread runs many times slower while other jobs run. ``auto``
-uses 1 thread below 4096 envs and every core above (faster on an idle machine).
+uses 1 thread below 4096 envs and every core above (faster on an idle machine). ``--thp`` lets torch put
+large tensors on transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``): a fresh ``[N, T+1, 4]`` output
+then costs far fewer page faults (numpy already asks for huge pages for its arrays of 4 MB and more).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from pathlib import Path
 
 # Run from a source checkout even when physwm is not installed (or installed elsewhere).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --thp: torch's CPU allocator backs tensors >= 2 MB with transparent huge pages when this is set before
+# its first allocation (torch >= 2.2), so fresh outputs cost far fewer page faults.
+if "--thp" in sys.argv[1:]:
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
@@ -51,15 +57,21 @@ X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 
 
-def _best_times(runs: dict, repeats: int) -> dict:
-    """Best wall time of each callable, timed round-robin (one run of each per round), so that load from
-    other processes on a shared machine falls on every contender alike."""
+def _best_times(runs: dict, repeats: int, min_seconds: float, max_rounds: int = 200) -> dict:
+    """Best wall time of each callable, timed round-robin (one run of each per round) for at least
+    ``repeats`` rounds and until every contender has run ``min_seconds`` in total, so that load from
+    other processes on a shared machine falls on every contender alike and each gets quiet moments."""
     best = dict.fromkeys(runs, math.inf)
-    for _ in range(repeats):
+    spent = dict.fromkeys(runs, 0.0)
+    for round_ in range(max_rounds):
+        if round_ >= repeats and min(spent.values()) >= min_seconds:
+            break
         for name, fn in runs.items():
             t0 = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            dt = time.perf_counter() - t0
+            best[name] = min(best[name], dt)
+            spent[name] += dt
     return best
 
 
@@ -93,7 +105,7 @@ def _terminated(states: torch.Tensor) -> torch.Tensor:
     return ((s[:, 0].abs() > X_THRESHOLD) | (s[:, 2].abs() > THETA_THRESHOLD)).t()
 
 
-def bench_size(n: int, steps: int, repeats: int, chunk: int) -> dict:
+def bench_size(n: int, steps: int, repeats: int, chunk: int, min_seconds: float) -> dict:
     """Env-steps/s of every contender at ``n`` envs and ``steps`` steps, plus compile time and accuracy."""
     field, euler = CartPole(), Euler()
     x0, u = _inputs(n, steps)
@@ -112,7 +124,7 @@ def bench_size(n: int, steps: int, repeats: int, chunk: int) -> dict:
         "physwm fused, output reused": lambda: rollout(x0, u, out=states),
         "physwm fused + termination, output reused": lambda: _terminated(rollout(x0, u, out=states)),
     }
-    seconds = _best_times(runs, repeats)
+    seconds = _best_times(runs, repeats, min_seconds)
     return {"rates": {k: n * steps / v for k, v in seconds.items()}, "compile_s": compile_s, "err": max_err,
             "compiled": rollout.compiled}
 
@@ -124,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1",
                         help="torch threads for physwm: a number, or auto (1 below 4096 envs, else all cores)")
     parser.add_argument("--chunk", type=int, default=8, help="steps fused per compiled call")
-    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (best is kept)")
+    parser.add_argument("--repeats", type=int, default=None, help="least timing rounds (best is kept)")
+    parser.add_argument("--thp", action="store_true",
+                        help="set THP_MEM_ALLOC_ENABLE=1: torch allocates large tensors on transparent huge pages")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < 1:
@@ -132,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) >= 1):
         parser.error(f"--threads must be a positive integer or auto, got {args.threads!r}")
     cores = os.cpu_count() or 1
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 7)
+    min_seconds = 0.1 if args.quick else 0.5  # per contender and N; more rounds while it is not reached
     budget = 2e5 if args.quick else 2e6  # env-steps per timed gymnasium run
 
-    print(f"CartPole simulation, env-steps/s (best of {repeats}); torch {torch.__version__}, "
-          f"gymnasium {gym.__version__}, numpy {np.__version__}, {cores} CPUs; fused chunk = {args.chunk} steps")
+    print(f"CartPole simulation, env-steps/s (best of >= {repeats} runs and >= {min_seconds} s per method); "
+          f"torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}, {cores} CPUs; "
+          f"fused chunk = {args.chunk} steps; THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
     print(f"{'N':>6} {'T':>4} {'thr':>3}  {'method':<42} {'env-steps/s':>11} {'vs gym':>7}")
     summary = []
     for n in sizes:
@@ -144,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = -(-steps // args.chunk) * args.chunk  # whole chunks
         threads = int(args.threads) if args.threads != "auto" else (1 if n < 4096 else cores)
         torch.set_num_threads(threads)  # before compiling: inductor's C++ kernels specialise on it
-        f = bench_size(n, steps, repeats, args.chunk)
+        f = bench_size(n, steps, repeats, args.chunk, min_seconds)
         r = f["rates"]
         g = r["gymnasium CartPoleVectorEnv (numpy)"]
         print("-" * 78)

@@ -23,7 +23,10 @@ the last bit; CartPole is chaotic, so such differences grow along long rollouts 
 Inside, the state is kept time-major with one row per state variable (``[T+1, n, B]``); the rollout
 returns the batch-first view ``[B, T+1, n]`` of that buffer (no copy; call ``.contiguous()`` if a
 packed array is needed). A loop of rollouts of one shape can pass the previous result as ``out=`` to
-write into it instead of allocating fresh memory each time.
+write into it instead of allocating fresh memory each time: at large batches the operating system's
+zero-filling of fresh pages for the ``[B, T+1, n]`` output can cost more than the simulation itself
+(setting ``THP_MEM_ALLOC_ENABLE=1`` before torch starts, which puts large tensors on transparent huge
+pages, also cuts that cost).
 
 Compilation takes seconds (about 5-15 s for the default chunk of 8 Euler steps on a 2-core machine;
 inductor caches compiled code on disk, so a second process is faster). With ``dynamic=False`` (the
