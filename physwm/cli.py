@@ -426,11 +426,10 @@ def _plan_model(spec: str, env):
 
 def _run_plan(args) -> int:
     import json
-    import os
-    import tempfile
     from pathlib import Path
 
     from . import control
+    from ._io import atomic_write_text
 
     for name in ("population", "threads", "steps", "horizon", "iterations", "elites"):
         v = getattr(args, name)
@@ -485,11 +484,7 @@ def _run_plan(args) -> int:
         "env": args.env, "task": args.task, "model": args.model, "planner": args.planner, "seed": args.seed,
         "population": planner.population, "horizon": planner.horizon, "iterations": planner.iterations,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".episode.", suffix=".json", dir=out)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(summary, fh, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / "episode.json")
+    atomic_write_text(out / "episode.json", json.dumps(summary, indent=2) + "\n", overwrite=True)
     episode.to_trajectories().save(out / "episode.npz", overwrite=True)
     save(episode_figure(episode), out / "episode.png")
     for f in files:

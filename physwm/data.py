@@ -14,11 +14,9 @@ One integer seed makes a collection reproducible: equal seeds give identical dat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._io import atomic_write
 from .systems.cartpole import CartPole, CartPoleParams
 
 __all__ = [
@@ -294,33 +293,22 @@ class Trajectories:
         path = Path(path)
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a directory; give a file name such as data.npz")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise FileNotFoundError(f"directory {parent} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    physwm_schema=np.asarray(SCHEMA_VERSION, dtype=np.int64),
-                    states=self.states.detach().cpu().numpy(),
-                    controls=self.controls.detach().cpu().numpy(),
-                    lengths=self.lengths.numpy(),
-                    dt=np.asarray(self.dt, dtype=np.float64),
-                    meta=np.asarray(json.dumps(self.meta)),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} appeared while writing; pass overwrite=True to replace it")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+
+        def write(f) -> None:
+            np.savez_compressed(
+                f,
+                physwm_schema=np.asarray(SCHEMA_VERSION, dtype=np.int64),
+                states=self.states.detach().cpu().numpy(),
+                controls=self.controls.detach().cpu().numpy(),
+                lengths=self.lengths.numpy(),
+                dt=np.asarray(self.dt, dtype=np.float64),
+                meta=np.asarray(json.dumps(self.meta)),
+            )
+
+        atomic_write(path, write, overwrite=overwrite)
         return path
 
     @classmethod
@@ -417,12 +405,6 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{name} must be a tensor or array, got {type(value).__name__}") from err
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --- policies -------------------------------------------------------------------------------------

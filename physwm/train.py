@@ -31,7 +31,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -41,6 +40,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ._io import atomic_write
 
 __all__ = [
     "fit",
@@ -165,7 +166,7 @@ class History:
         """Write the history as JSON (NaN/inf as ``null``), atomically; ``FileExistsError`` unless ``overwrite``."""
         path = Path(path)
         data = (json.dumps(self.to_dict(json_safe=True), indent=1) + "\n").encode()
-        _atomic_write(path, overwrite, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data), overwrite=overwrite)
         return path
 
     @classmethod
@@ -814,33 +815,6 @@ def _decode(v: Any) -> Any:
     return v
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, overwrite: bool, write: Callable[[Any], Any]) -> None:
-    """Write a file through ``write(binary file)`` to a temp file beside ``path``, then ``os.replace``."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a file")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save(
     path: str | os.PathLike,
     model: nn.Module,
@@ -891,7 +865,7 @@ def _save(
         "extra": extra,
     }
     path = Path(path)
-    _atomic_write(path, overwrite, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f), overwrite=overwrite)
     return path
 
 
