@@ -1,8 +1,10 @@
 """Closed-loop planning study: success rates of CEM with several world models over seeds.
 
-Part 1, balance (the "world models" issue's check): CEM with the explicit model (CartPole-v1's own
+Part 1, balance (the planning issue's check): CEM with the explicit model (CartPole-v1's own
 equations, Euler at 20 ms) controls gymnasium ``CartPole-v1`` for 500 steps, population 500, horizon 30,
 5 iterations, 50 elites, warm start, from 20 seeded starts. Success = 500 steps without termination.
+The hybrid and the MLP, fitted to 200 random-policy episodes of CartPole-v1, plan the same task over
+``--seeds`` seeds.
 
 Part 2, swing-up on the CartPole with friction (``physwm/CartPole-v0``, ``FRICTION_PARAMS``, no
 termination; start hanging, uniformly within +-0.05 of ``[0, 0, pi, 0]``): success = upright
@@ -18,8 +20,9 @@ Models:
 Training data: 40 episodes x 100 steps of uniform random forces from starts spread over the whole
 circle of angles, collected from the true env with ``physwm.data.collect``; one-step loss, 40 epochs.
 
-Run: ``python bench/plan_study.py`` (a few minutes on 2 cores), ``--seeds N`` for part 2's seeds
-(default 5), ``--balance-seeds`` for part 1's (default 20), ``--quick`` for a smoke run.
+Run: ``python bench/plan_study.py --out data/reference/planning.md --overwrite`` (the committed table;
+several minutes on 2 cores), ``--seeds N`` for the learned models' and part 2's seeds (default 5),
+``--balance-seeds`` for the explicit model's balance seeds (default 20), ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main() -> None:
     ap.add_argument("--balance-seeds", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=5, help="swing-up seeds per model (default 5)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 seeds each, small planners")
+    ap.add_argument("--out", default=None, help="also write the success-rate table as Markdown to this file")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = ap.parse_args()
     torch.set_num_threads(1)
     small = {"population": 100, "iterations": 3, "elites": 10} if args.quick else {}
@@ -60,6 +65,18 @@ def main() -> None:
     failed = [e.seed for e in study.episodes["explicit"] if not e.success]
     print(f"failed seeds: {failed or 'none'}; max |x| over episodes: "
           f"{max(np.abs(e.states[:, 0]).max() for e in study.episodes['explicit']):.2f} m\n")
+    v1 = collect(gym.make("CartPole-v1"), make_policy("random"), episodes=200 if not args.quick else 20,
+                 max_steps=500, seed=0, progress=False).to(torch.float32)
+    v1_train, v1_val = v1.split((0.8, 0.2), seed=0)
+    learned_v1 = {}
+    for name, model in (("hybrid", build("hybrid", integrator="euler", seed=0)), ("mlp", build("mlp", seed=0))):
+        h = fit(model, v1_train, v1_val, horizon=1, epochs=40 if not args.quick else 5, batch_size=128, lr=3e-3,
+                progress=False)
+        print(f"{name} (CartPole-v1 data): {h.message}")
+        learned_v1[name] = model.eval()
+    study_learned = planning_study(learned_v1, "CartPole-v1", "balance", seeds=range(args.seeds), planner="cem",
+                                   planner_options={"population": 500, "iterations": 5, "elites": 50, **small})
+    print(study_learned.table())
 
     print("== swing-up: CEM on the CartPole with friction (physwm/CartPole-v0) ==")
     env = gym.make("physwm/CartPole-v0", params=FRICTION_PARAMS, terminate=False, max_episode_steps=100)
@@ -83,7 +100,33 @@ def main() -> None:
     study2 = planning_study(models, "physwm/CartPole-v0", "swingup", seeds=range(args.seeds), planner="cem",
                             planner_options={"population": 500, "iterations": 5, "elites": 50, **small})
     print(study2.table())
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    total = time.perf_counter() - t0
+    print(f"\ntotal {total:.0f} s")
+    if args.out:
+        _write_markdown(args.out, [study, study_learned, study2], total, args.overwrite)
+        print(f"wrote {args.out}")
+
+
+def _write_markdown(path, studies, seconds: float, overwrite: bool) -> None:
+    from physwm._io import atomic_write_text
+
+    lines = [
+        "# Planning with world models: closed-loop success rates",
+        "",
+        f"physwm {physwm.__version__}; regenerate with `python bench/plan_study.py --out {path} --overwrite` "
+        f"({seconds:.0f} s here, 2 cores). CEM, population 500, horizon 30, 5 iterations, 50 elites, warm start. "
+        "See the script's docstring for the tasks, the models and their training data.",
+        "",
+        "| task | environment | model | success | return (mean +- sd) | planning ms/step (mean, p95) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for st in studies:
+        for name, s in st.summary().items():
+            n = s["episodes"]
+            lines.append(f"| {st.task} | {st.env_id} | {name} | {s['success_rate'] * n:.0f}/{n} | "
+                         f"{s['return_mean']:.1f} +- {s['return_std']:.1f} | "
+                         f"{s['plan_ms_mean']:.1f}, {s['plan_ms_p95']:.1f} |")
+    atomic_write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)
 
 
 if __name__ == "__main__":
