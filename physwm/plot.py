@@ -261,7 +261,8 @@ def residual(
         sweeps: one panel each, a mapping with ``x`` ``[K]`` (swept values), ``true`` ``[K]`` (the term the
             nominal physics misses, e.g. the friction acceleration), ``learned``: model name -> ``[K]``,
             ``xlabel``, ``ylabel`` (with units), and optionally ``train_range`` ``(lo, hi)`` of ``x`` in the
-            training data (shaded).
+            training data (shaded) and ``what``, the legend's name of the learned curves (default
+            ``"residual"``; e.g. ``"correction"`` for identified constants plus residual).
         families: model name -> family (for colours).
         title: figure title.
 
@@ -295,7 +296,7 @@ def residual(
                 "--",
                 color=color(name, fams.get(name)),
                 lw=1.6,
-                label=f"{name} residual",
+                label=f"{name} {sw.get('what', 'residual')}",
             )
         a.set_xlabel(sw.get("xlabel", "x"))
         a.set_ylabel(sw.get("ylabel", "residual"))
@@ -464,11 +465,11 @@ def save(fig, path, dpi: int = 110, palette: bool = True) -> str:
         palette: quantise to a 256-colour palette (files about 3x smaller, no visible loss for line plots).
     """
     import io
-    import os
-    import tempfile
     from pathlib import Path
 
     import matplotlib.pyplot as plt
+
+    from ._io import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,14 +486,5 @@ def save(fig, path, dpi: int = 110, palette: bool = True) -> str:
         out = io.BytesIO()
         img.save(out, format="PNG", optimize=True)
         data = out.getvalue()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data), overwrite=True)
     return str(path)
