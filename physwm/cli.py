@@ -278,6 +278,14 @@ def _add_compare(sub) -> None:
 
 
 def _print_study(res) -> None:
+    for f in res.files:
+        print(f"wrote {f}")
+    # the headline table of results.md, so the terminal ends with the result, not a file list
+    report = (res.out / "results.md").read_text() if (res.out / "results.md").is_file() else ""
+    if "\n## Headline" in report:
+        section = report.split("\n## Headline", 1)[1].split("\n## ", 1)[0]
+        table = [line for line in section.splitlines() if line.startswith("|")]
+        print("\n" + "\n".join(table) + "\n")
     done_before = res.runs_total - res.runs_done
     print(f"{res.runs_total} runs ({res.runs_done} trained now, {done_before} found finished), "
           f"{res.data_collected} data sets collected, {res.wall_time_s:.1f} s")  # fmt: skip
@@ -286,8 +294,6 @@ def _print_study(res) -> None:
         print(f"headline ({h['task']}, {h['metric']}, {h['n_train']} transitions): {h['hybrid']} vs best "
               f"implicit: {h['ratio_in']:.3g}x in distribution, {h['ratio_out']:.3g}x out of distribution "
               "(geometric means of the error ratios)")  # fmt: skip
-    for f in res.files:
-        print(f"wrote {f}")
 
 
 def _run_compare(args) -> int:
