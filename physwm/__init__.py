@@ -13,6 +13,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
 from .control import CEM, MPPI, imagine, planning_study, run_episode
+from .data import Trajectories, collect, make_policy
 from .fused import compiled_rollout
 from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
 from .studies import StudyConfig, default_config, run_study
@@ -32,6 +33,9 @@ __all__ = [
     "Adaptive",
     "get_integrator",
     "compiled_rollout",
+    "Trajectories",
+    "collect",
+    "make_policy",
     "fit",
     "History",
     "save_checkpoint",
