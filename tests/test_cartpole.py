@@ -207,3 +207,20 @@ def test_dynamics_function_is_the_single_source():
     f = CartPole(FRICTION)
     x, u = torch.randn(4, 4, dtype=torch.float64), torch.randn(4, 1, dtype=torch.float64)
     assert torch.equal(f(x, u), cartpole_dynamics(x, u, FRICTION))
+
+
+def test_bound_rollout_equals_step_by_step_with_learnable_constants():
+    """CartPole.bind_controls (constants computed once per rollout) changes neither values nor gradients."""
+    f = CartPole(FRICTION, learnable=("length", "cart_viscous")).double()
+    x0 = torch.tensor([[0.1, 0.3, 0.4, -0.2], [0.0, -0.5, 2.0, 1.0]], dtype=torch.float64)
+    u = torch.randn(2, 6, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    bound = RK4().rollout(f, x0, u, 0.02)
+    (gb,) = torch.autograd.grad(bound.sum(), [f.raw["length"]])
+    x, steps = x0, [x0]
+    for t in range(u.shape[1]):
+        x = RK4().step(f, x, u[:, t], 0.02)
+        steps.append(x)
+    unbound = torch.stack(steps, 1)
+    (gu,) = torch.autograd.grad(unbound.sum(), [f.raw["length"]])
+    torch.testing.assert_close(bound, unbound, rtol=0, atol=1e-15)
+    torch.testing.assert_close(gb, gu, rtol=1e-12, atol=1e-15)

@@ -570,3 +570,13 @@ def test_explicit_model_identifies_the_pole_length_and_friction():
     assert abs(found["length"] / 0.6 - 1) < 0.02, found
     assert abs(found["cart_viscous"] / 0.3 - 1) < 0.05, found
     assert abs(found["pole_damping"] / 0.01 - 1) < 0.05, found
+
+
+def test_fast_tanh_is_tanh():
+    from physwm.models.fields import ACTIVATIONS, fast_tanh
+
+    x = torch.linspace(-40, 40, 20001, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(fast_tanh(x), torch.tanh(x), rtol=0, atol=1e-15)
+    (g,) = torch.autograd.grad(fast_tanh(x).sum(), x)
+    torch.testing.assert_close(g, 1 - torch.tanh(x.detach()) ** 2, rtol=0, atol=1e-15)
+    assert ACTIVATIONS["tanh"]()(x[:3]).tolist() == fast_tanh(x[:3]).tolist()

@@ -311,6 +311,12 @@ class CartPole(VectorField):
         check_state_control(x, u, self.state_dim, self.control_dim)
         return cartpole_dynamics(x, u, self.params)
 
+    def bind_controls(self, u: torch.Tensor):
+        """``f(x [B, 4], t) = dx/dt`` under ``u[:, t]``, with the constants computed once per rollout (the
+        fast path of fixed-step :meth:`Integrator.rollout <physwm.integrators.Integrator.rollout>`)."""
+        p = self.params
+        return lambda x, t: cartpole_dynamics(x, u[:, t], p)
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """Mechanical energy ``[...]`` (J) of states ``x [..., 4]``."""
         if x.ndim == 0 or x.shape[-1] != self.state_dim:
