@@ -34,7 +34,6 @@ mass, and an MLP), rolls them out open loop, and plots the result. It runs in a 
 """),
     code("""
 import gymnasium as gym
-import matplotlib.pyplot as plt
 import torch
 
 import physwm  # registers the physwm/CartPole-v0 environment
@@ -125,7 +124,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import physwm
 from physwm import CartPole, CartPoleParams, plot
 from physwm.data import collect, make_policy
 from physwm.envs import FRICTION_PARAMS
@@ -230,8 +228,16 @@ import torch
 from IPython.display import Image, Markdown, display
 
 from physwm.envs import FRICTION_PARAMS
-from physwm.studies import (DataEfficiencyConfig, FitConfig, HeadlineConfig, ModelConfig, SplitConfig,
-                            StudyConfig, TaskConfig, run_study)
+from physwm.studies import (
+    DataEfficiencyConfig,
+    FitConfig,
+    HeadlineConfig,
+    ModelConfig,
+    SplitConfig,
+    StudyConfig,
+    TaskConfig,
+    run_study,
+)
 
 torch.set_num_threads(1)
 """),
@@ -328,7 +334,9 @@ for name, m in models.items():
 """),
     code("""
 starts = torch.tensor([[0, 0, pi - 0.5, 0], [0, 0, pi - 1.5, 0], [0, 0, pi - 2.5, 0.0]], dtype=torch.float64)
-free = lambda state, rng: 0.0  # no force: energy is conserved
+def free(state, rng):
+    return 0.0  # no force: energy is conserved
+
 truth = []
 for s in starts:
     truth.append(collect(env, free, episodes=1, max_steps=150, seed=0, start_low=s.tolist(),
