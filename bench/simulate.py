@@ -22,12 +22,13 @@ time is measured separately (first call at each N) and is not part of steps/s. E
 best of several repeats, taken round-robin over the contenders (the machine may be shared).
 
 Run: ``python bench/simulate.py`` (or ``--quick``). ``--threads`` sets torch's intra-op threads for the
-physwm paths. The default 1 compares one core with one core (numpy's element-wise ops use one thread)
-and is robust on a shared machine: an OpenMP kernel whose second thread is descheduled by another
-process waits for it, which can make 2-thread runs many times slower while other jobs run. ``auto``
-uses 1 thread below 4096 envs and every core above (faster on an idle machine). ``--thp`` lets torch put
-large tensors on transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``): a fresh ``[N, T+1, 4]`` output
-then costs far fewer page faults (numpy already asks for huge pages for its arrays of 4 MB and more).
+physwm paths: the default ``auto`` uses 1 thread below 4096 envs and every core above (the machine's two
+cores; gymnasium's numpy cannot use the second). ``--threads 1`` compares one core with one core and is
+the robust choice on a shared machine: an OpenMP kernel whose second thread is descheduled by another
+process waits for it, which can make 2-thread runs many times slower while other jobs run. Torch puts
+large tensors on transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``, as numpy already does for its
+arrays of 4 MB and more), so a fresh ``[N, T+1, 4]`` output costs far fewer page faults; ``--no-thp``
+turns that off.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ from pathlib import Path
 
 # Run from a source checkout even when physwm is not installed (or installed elsewhere).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# --thp: torch's CPU allocator backs tensors >= 2 MB with transparent huge pages when this is set before
+# torch's CPU allocator backs tensors >= 2 MB with transparent huge pages when this is set before
 # its first allocation (torch >= 2.2), so fresh outputs cost far fewer page faults.
-if "--thp" in sys.argv[1:]:
-    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+if "--no-thp" not in sys.argv[1:]:
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
@@ -133,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (a short run)")
     parser.add_argument("--sizes", default="1,64,1024,16384", help="comma-separated numbers of envs")
-    parser.add_argument("--threads", default="1",
+    parser.add_argument("--threads", default="auto",
                         help="torch threads for physwm: a number, or auto (1 below 4096 envs, else all cores)")
     parser.add_argument("--chunk", type=int, default=8, help="steps fused per compiled call")
     parser.add_argument("--repeats", type=int, default=None, help="least timing rounds (best is kept)")
-    parser.add_argument("--thp", action="store_true",
-                        help="set THP_MEM_ALLOC_ENABLE=1: torch allocates large tensors on transparent huge pages")
+    parser.add_argument("--no-thp", action="store_true",
+                        help="do not set THP_MEM_ALLOC_ENABLE=1 (torch then allocates large tensors on small pages)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < 1:
