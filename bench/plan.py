@@ -14,8 +14,9 @@ Rows (models are physwm WorldModels; each is planned on by both optimisers where
 * ``explicit (rk4)``: the same equations with RK4 (4 field evaluations per step);
 * ``hybrid (euler)`` / ``hybrid (rk4)``: ``physwm.models.build("hybrid")``, untrained (the residual
   network outputs 0 but is evaluated: a 5-32-32-2 tanh MLP per field evaluation);
-* ``explicit (euler), fused``: the explicit model rolled out by :func:`physwm.fused.compiled_rollout`
-  (``CEM(..., fused=True)``; compilation time reported separately; skipped with ``--no-fused``).
+* ``explicit (euler), fused`` / ``hybrid (euler), fused``: the same models rolled out by
+  :func:`physwm.fused.compiled_rollout` (``CEM(..., fused=True)``; compilation time reported separately;
+  skipped with ``--no-fused``).
 
 The peer is mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` with its ``CEMOptimizer`` (truncated-normal
 sampling, returns the best sequence found), instantiated through Hydra as mbrl-lib does (agent config
@@ -156,6 +157,7 @@ def main() -> None:
     rows = list(models.items())
     if not args.no_fused:
         rows.append(("explicit (euler), fused", models["explicit (euler)"]))
+        rows.append(("hybrid (euler), fused", models["hybrid (euler)"]))
     for name, model in rows:
         fused = name.endswith("fused")
         planner = CEM(model, balance_cost, bounds=(-10.0, 10.0), horizon=HORIZON, population=POP, elites=ELITES,
@@ -184,11 +186,14 @@ def main() -> None:
         if (name, "mbrl") in medians:
             print(f"{name}: mbrl-lib / physwm median latency = "
                   f"{medians[(name, 'mbrl')] / medians[(name, 'physwm')]:.2f}x")
-    if ("explicit (euler), fused", "physwm") in medians:
-        print(f"fused / eager explicit (euler): {medians[('explicit (euler), fused', 'physwm')]:.2f} ms vs "
-              f"{medians[('explicit (euler)', 'physwm')]:.2f} ms")
-    t = medians[("explicit (euler)", "physwm")]
-    print(f"target < 20 ms per step, explicit model: {t:.2f} ms -> {'met' if t < 20 else 'NOT met'}")
+    for base in ("explicit (euler)", "hybrid (euler)"):
+        if (f"{base}, fused", "physwm") in medians:
+            print(f"fused / eager {base}: {medians[(f'{base}, fused', 'physwm')]:.2f} ms vs "
+                  f"{medians[(base, 'physwm')]:.2f} ms")
+    for name in ("explicit (euler)", "explicit (euler), fused", "hybrid (euler)", "hybrid (euler), fused"):
+        if (name, "physwm") in medians:
+            t = medians[(name, "physwm")]
+            print(f"target < 20 ms per step, {name}: {t:.2f} ms -> {'met' if t < 20 else 'NOT met'}")
 
 
 if __name__ == "__main__":
