@@ -357,16 +357,7 @@ def error_vs_horizon(
     Returns:
         the Figure.
     """
-    fig, ax = _figure(ax)
-    _curves(ax, errors, _families(families))
-    ax.set_yscale("log")
-    ax.set_xlabel("horizon (steps)")
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    return _log_curves(ax, errors, families, "horizon (steps)", ylabel, title, logx=False)
 
 
 def data_efficiency(
@@ -389,11 +380,17 @@ def data_efficiency(
     Returns:
         the Figure.
     """
+    return _log_curves(ax, curves, families, "training transitions", ylabel, title, logx=True)
+
+
+def _log_curves(ax, curves, families, xlabel: str, ylabel: str, title: str | None, logx: bool):
+    """Draw ``curves`` (see :func:`_curves`) on a log error axis with labels, grid and legend."""
     fig, ax = _figure(ax)
     _curves(ax, curves, _families(families))
-    ax.set_xscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training transitions")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -56,6 +56,13 @@ class _DeltaModel(WorldModel):
         """Normalised true changes ``[B, H, n]`` of states ``s [B, H+1, n]``."""
         return self.delta_norm.normalize(s[:, 1:] - s[:, :-1])
 
+    def _step_without_history(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """One step of a sequence model (GRU, Transformer) seeing only ``x``, ``u`` (no earlier steps)."""
+        self._check(x, u)
+        lead = x.shape[:-1]
+        delta = self._sequence_deltas(x.reshape(-1, 1, self.state_dim), u.reshape(-1, 1, self.control_dim))
+        return self._next(x, delta.reshape(*lead, self.state_dim))
+
 
 class MLPModel(_DeltaModel):
     """Feed-forward dynamics model: ``x_{t+1} = x_t + denorm(mlp([norm(x_t), norm(u_t)]))``.
@@ -280,11 +287,11 @@ class GRUModel(_DeltaModel):
             )
         return self.sequence(context_states, context_controls)[1]
 
+    def _sequence_deltas(self, states: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        return self.sequence(states, controls)[0]
+
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._check(x, u)
-        lead = x.shape[:-1]
-        delta, _ = self.sequence(x.reshape(-1, 1, self.state_dim), u.reshape(-1, 1, self.control_dim))
-        return self._next(x, delta.reshape(*lead, self.state_dim))
+        return self._step_without_history(x, u)
 
     def rollout(
         self,
@@ -391,11 +398,11 @@ class TransformerModel(_DeltaModel):
         rest = self._window(windows)[:, -1].reshape(B, L - C, -1)
         return torch.cat((first, rest), dim=1)
 
+    def _sequence_deltas(self, states: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        return self.sequence(states, controls)
+
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._check(x, u)
-        lead = x.shape[:-1]
-        delta = self.sequence(x.reshape(-1, 1, self.state_dim), u.reshape(-1, 1, self.control_dim))
-        return self._next(x, delta.reshape(*lead, self.state_dim))
+        return self._step_without_history(x, u)
 
     def rollout(
         self,
