@@ -15,7 +15,7 @@ Rows (models are physwm WorldModels; each is planned on by both optimisers where
 * ``hybrid (euler)`` / ``hybrid (rk4)``: ``physwm.models.build("hybrid")``, untrained (the residual
   network outputs 0 but is evaluated: a 5-32-32-2 tanh MLP per field evaluation);
 * ``explicit (euler), fused`` / ``hybrid (euler), fused``: the same models rolled out by
-  :func:`physwm.fused.compiled_rollout` (``CEM(..., fused=True)``; compilation time reported separately;
+  :func:`physwm.compiled_rollout` (``CEM(..., fused=True)``; compilation time reported separately;
   skipped with ``--no-fused``).
 
 The peer is mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` with its ``CEMOptimizer`` (truncated-normal
@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 import physwm
-from physwm.control import CEM, balance_cost, balance_terminal_cost, make_env
+from physwm.control import CEM, make_env
 from physwm.models import ODEModel, build
+from physwm.systems.cartpole import balance_cost, balance_terminal_cost
 
 POP, HORIZON, ITERS, ELITES, ALPHA = 500, 30, 5, 50, 0.1
 

@@ -108,7 +108,7 @@ def main() -> None:
 
 
 def _write_markdown(path, studies, seconds: float, overwrite: bool) -> None:
-    from physwm._io import atomic_write_text
+    from physwm.files import atomic_write_text
 
     lines = [
         "# Planning with world models: closed-loop success rates",

@@ -8,7 +8,7 @@ physwm / gymnasium. What each contender does per env-step:
   reward, autoreset of finished envs, float32 observation copy. Actions are drawn before timing.
 * ``physwm eager``: ``Euler().rollout(CartPole(), x0, u, 0.02)``, plain PyTorch, one small op at a time:
   dynamics, Euler, all states stored ``[N, T+1, 4]``.
-* ``physwm fused``: ``physwm.fused.compiled_rollout(CartPole(), Euler(), 0.02)``, the same
+* ``physwm fused``: ``physwm.compiled_rollout(CartPole(), Euler(), 0.02)``, the same
   ``cartpole_dynamics`` and Euler step compiled by torch.compile (inductor, C++) into one loop:
   dynamics, Euler, all states stored (input checks included).
 * ``fused + termination``: the fused rollout plus gymnasium's termination flags (``|x| > 2.4`` or
@@ -51,8 +51,11 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from physwm import CartPole, Euler  # noqa: E402
-from physwm.fused import compiled_rollout  # noqa: E402
+from physwm import (  # noqa: E402
+    CartPole,
+    Euler,
+    compiled_rollout,  # noqa: E402
+)
 
 X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360

@@ -229,8 +229,8 @@ from IPython.display import Image, Markdown, display
 
 from physwm.envs import FRICTION_PARAMS
 from physwm.studies import (
+    STUDY_FIT,
     DataEfficiencyConfig,
-    FitConfig,
     HeadlineConfig,
     ModelConfig,
     SplitConfig,
@@ -270,7 +270,7 @@ config = StudyConfig(
     headline=HeadlineConfig(task="friction", horizon=100),
     horizons=[1, 10, 50, 100],
     max_windows=16,
-    fit=FitConfig(steps=200, max_epochs=50, val_max_windows=64),
+    fit=STUDY_FIT.replace(steps=200, epochs=50, val_max_windows=64),
 ).validate()
 out = Path(tempfile.mkdtemp(prefix="physwm_study_"))
 config.to_json(out.parent / f"{out.name}.json")  # the same study, for `physwm compare --config`

@@ -1,30 +1,56 @@
 """physwm: physics-informed world models for PyTorch.
 
-Explicit physics, Neural ODEs, hybrid models and implicit networks behind one integrator interface.
-Importing physwm registers its gymnasium environments (``physwm/CartPole-v0``).
+Explicit physics, Neural ODEs, hybrid models and implicit networks behind one integrator interface, for
+any system written against :class:`physwm.System`. Importing physwm registers its gymnasium environments
+(``physwm/CartPole-v0``). The planning (:mod:`physwm.control`), study (:mod:`physwm.studies`) and figure
+(:mod:`physwm.plot`) layers are imported on first use.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("physwm")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import Any
 
-from . import envs  # noqa: F401  (registers physwm/CartPole-v0 with gymnasium)
-from .control import CEM, MPPI, imagine, planning_study, run_episode
+from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
-from .fused import compiled_rollout
-from .integrators import RK4, Adaptive, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler, get_integrator
-from .studies import StudyConfig, default_config, run_study
-from .systems import CartPole, CartPoleParams, VectorField
-from .train import History, fit, load_checkpoint, save_checkpoint
+from .integrators import (
+    RK4,
+    Adaptive,
+    ButcherTableau,
+    Euler,
+    ExplicitRK,
+    SemiImplicitEuler,
+    compiled_rollout,
+    get_integrator,
+)
+from .models import build
+from .systems import FRICTION_PARAMS, CartPole, CartPoleParams, Constant, Parameters, Quantity, System, VectorField
+from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
+from .version import __version__
+
+# Names served by the layers imported on first use: name -> module.
+_LAZY = {
+    "CEM": "physwm.control",
+    "MPPI": "physwm.control",
+    "run_episode": "physwm.control",
+    "planning_study": "physwm.control",
+    "imagine": "physwm.control",
+    "StudyConfig": "physwm.studies",
+    "default_config": "physwm.studies",
+    "run_study": "physwm.studies",
+}
+_SUBPACKAGES = ("control", "studies", "plot", "cli")
 
 __all__ = [
     "__version__",
     "VectorField",
+    "System",
+    "Parameters",
+    "Quantity",
+    "Constant",
     "CartPole",
     "CartPoleParams",
+    "FRICTION_PARAMS",
     "Euler",
     "SemiImplicitEuler",
     "RK4",
@@ -36,16 +62,23 @@ __all__ = [
     "Trajectories",
     "collect",
     "make_policy",
+    "build",
     "fit",
+    "FitConfig",
     "History",
     "save_checkpoint",
     "load_checkpoint",
-    "CEM",
-    "MPPI",
-    "run_episode",
-    "planning_study",
-    "imagine",
-    "StudyConfig",
-    "default_config",
-    "run_study",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"physwm.{name}")
+    raise AttributeError(f"module 'physwm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

@@ -6,14 +6,33 @@ Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args)``; `
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import sys
+from pathlib import Path
+
+import gymnasium
+import torch
+
+from . import plot
+from .control import PLANNERS, check_model_fits_env, default_planner_options, get_task, make_planner, run_episode
+from .control import task_names as _task_names
+from .data import POLICIES, Trajectories, collect, make_policy
+from .envs import ENV_IDS, env_info, make_env
+from .files import atomic_write_text
+from .integrators import INTEGRATOR_NAMES
+from .models import MODEL_NAMES, ODE_FAMILIES, ODEModel, build
+from .studies import StudyConfig, default_config, draw_figures, run_study
+from .studies.runner import prepare_out
+from .systems import DEFAULT_SYSTEM, SYSTEMS
+from .train import fit, load_checkpoint, save_checkpoint
+from .version import __version__
 
 __all__ = ["main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="physwm",
         description="Physics-informed world models: collect CartPole data, fit and compare dynamics models, plan.",
@@ -41,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"physwm {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:  # bad input, bad files, permissions, full disks
+        what = f"{type(err).__name__}: " if isinstance(err, OSError) and not isinstance(err, FileExistsError) else ""
+        print(f"physwm {args.command}: error: {what}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"physwm {args.command}: interrupted", file=sys.stderr)
@@ -55,20 +75,18 @@ def main(argv: list[str] | None = None) -> int:
 
 # --- collect (physwm.data) ---
 
-_COLLECT_ENVS = ("CartPole-v1", "physwm/CartPole-v0")
-_COLLECT_POLICIES = ("random", "uniform", "lqr")
 
 
 @command
 def _add_collect(sub) -> None:
     p = sub.add_parser(
         "collect",
-        help="run a policy in a CartPole env and save the trajectories (.npz)",
-        description="Run a policy in a CartPole environment, record exact float64 states and the forces "
-        "applied, and save them as a physwm Trajectories .npz file.",
+        help="run a policy in an environment and save the trajectories (.npz)",
+        description="Run a policy in an environment, record exact float64 states and the controls applied, "
+        "and save them as a physwm Trajectories .npz file.",
     )
-    p.add_argument("--env", choices=_COLLECT_ENVS, default="CartPole-v1", help="environment id (default %(default)s)")
-    p.add_argument("--policy", choices=_COLLECT_POLICIES, default="random", help="policy (default %(default)s)")
+    p.add_argument("--env", choices=ENV_IDS, default=ENV_IDS[0], help="environment id (default %(default)s)")
+    p.add_argument("--policy", choices=list(POLICIES), default="random", help="policy (default %(default)s)")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes (default %(default)s)")
     p.add_argument(
         "--max-steps", type=int, default=500, help="max transitions per episode; also the time limit (default 500)"
@@ -78,11 +96,12 @@ def _add_collect(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--noise-std", type=float, default=None, help="lqr only: exploration noise std, N (default 0)")
     p.add_argument(
-        "--start-low", type=float, nargs="+", metavar="V", help="start box low: 1 or 4 numbers (x x_dot theta th_dot)"
+        "--start-low", type=float, nargs="+", metavar="V", help="start box low: 1 number or one per state entry"
     )
-    p.add_argument("--start-high", type=float, nargs="+", metavar="V", help="random start box high: 1 or 4 numbers")
-    g = p.add_argument_group("physwm/CartPole-v0 only")
-    g.add_argument("--friction", action="store_true", help="use physwm.envs.FRICTION_PARAMS (cart and pole friction)")
+    p.add_argument("--start-high", type=float, nargs="+", metavar="V", help="random start box high (as --start-low)")
+    g = p.add_argument_group("physwm environments only")
+    g.add_argument("--friction", action="store_true", help="the system's friction variant (CartPole: cart and pole "
+                   "friction, physwm.FRICTION_PARAMS)")
     g.add_argument("--no-terminate", action="store_true", help="never terminate early (full swings)")
     g.add_argument("--integrator", default=None, help="integrator name (default rk4)")
     g.add_argument("--substeps", type=int, default=None, help="sub-steps per period (default 1; 10 with friction)")
@@ -90,18 +109,31 @@ def _add_collect(sub) -> None:
     p.set_defaults(func=_run_collect)
 
 
+def _check_out_file(path: str, overwrite: bool) -> Path:
+    """Refuse an output file that cannot be written, before any work starts."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name such as data.npz")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: directory {parent} does not exist")
+    if not _writable(parent):
+        raise PermissionError(f"--out {out}: directory {parent} is not writable")
+    return out
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
 def _run_collect(args) -> int:
-    import os
-
-    import gymnasium
-
-    from .data import collect, make_policy
-    from .envs import FRICTION_PARAMS
-
     env_kwargs: dict = {"max_episode_steps": args.max_steps}
-    if args.env == "physwm/CartPole-v0":
+    system = next((c for c in SYSTEMS.values() if c.env_id == args.env), None)
+    if system is not None:
         if args.friction:
-            env_kwargs["params"] = FRICTION_PARAMS
+            env_kwargs["params"] = system.variant("friction")
         if args.no_terminate:
             env_kwargs["terminate"] = False
         if args.integrator is not None:
@@ -120,7 +152,7 @@ def _run_collect(args) -> int:
             if v
         ]
         if given:
-            raise ValueError(f"{', '.join(given)}: valid only with --env physwm/CartPole-v0, not {args.env}")
+            raise ValueError(f"{', '.join(given)}: valid only with a physwm environment, not {args.env}")
     policy_kwargs = {}
     if args.noise_std is not None:
         if args.policy != "lqr":
@@ -129,11 +161,8 @@ def _run_collect(args) -> int:
     start = {}
     for name in ("start_low", "start_high"):
         v = getattr(args, name)
-        if v is not None and len(v) not in (1, 4):
-            raise ValueError(f"--{name.replace('_', '-')} takes 1 or 4 numbers, got {len(v)}")
-        start[name] = v if v is None or len(v) == 4 else v[0]
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+        start[name] = v if v is None or len(v) != 1 else v[0]
+    out = _check_out_file(args.out, args.overwrite)
     env = gymnasium.make(args.env, **env_kwargs)
     try:
         traj = collect(
@@ -147,17 +176,13 @@ def _run_collect(args) -> int:
         )
     finally:
         env.close()
-    path = traj.save(args.out, overwrite=args.overwrite)
+    path = traj.save(out, overwrite=args.overwrite)
     print(traj.summary())
     print(f"wrote {path}")
     return 0
 
 
 # --- train (physwm.train) ---
-
-# the names physwm.models.build knows (kept here so `physwm train --help` does not import torch)
-_TRAIN_MODELS = ("explicit", "node", "hybrid", "mlp", "vae", "gru", "transformer", "ensemble")
-
 
 @command
 def _add_train(sub) -> None:
@@ -170,7 +195,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--data", required=True, help="Trajectories .npz file (from `physwm collect`)")
     p.add_argument(
-        "--model", required=True, choices=_TRAIN_MODELS, metavar="NAME", help=f"one of: {', '.join(_TRAIN_MODELS)}"
+        "--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=f"one of: {', '.join(MODEL_NAMES)}"
     )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--epochs", type=int, default=100, help="epochs (default %(default)s)")
@@ -183,8 +208,8 @@ def _add_train(sub) -> None:
     p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=None, help="learning-rate schedule")
     p.add_argument(
         "--integrator", default="auto",
-        help="integrator of explicit/node/hybrid models: euler, rk4, dopri5, ... (default auto: the data's own "
-             "discretisation when it is Euler, as gymnasium's CartPole-v1, else rk4)",
+        help=f"integrator of explicit/node/hybrid models: {', '.join(INTEGRATOR_NAMES)} (default auto: the data's "
+             "own discretisation when it is Euler, as gymnasium's CartPole-v1, else rk4)",
     )  # fmt: skip
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that passes this many seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling (default 0)")
@@ -201,12 +226,6 @@ def _integrator_for(meta: dict) -> str:
 
 
 def _run_train(args) -> int:
-    from pathlib import Path
-
-    from .data import Trajectories
-    from .models import build
-    from .train import fit, save_checkpoint
-
     if not 0.0 <= args.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     out = Path(args.out)
@@ -217,14 +236,17 @@ def _run_train(args) -> int:
         for path in (model_path, history_path, state_path):
             if path.exists():
                 raise FileExistsError(f"{path} exists; pass --overwrite to replace it or --resume to continue")
+    out.mkdir(parents=True, exist_ok=True)
+    if not _writable(out):
+        raise PermissionError(f"--out {out} is not writable")
 
     data = Trajectories.load(args.data)
     if args.val_fraction > 0:
         train, val = data.split((1.0 - args.val_fraction, args.val_fraction), seed=args.seed)
     else:
         train, val = data, None
-    options = {"dt": data.dt, "seed": args.seed}
-    if args.model in ("explicit", "node", "hybrid"):
+    options = {"dt": data.dt, "seed": args.seed, "system": data.meta.get("system", DEFAULT_SYSTEM.name)}
+    if args.model in ODE_FAMILIES:
         options["integrator"] = _integrator_for(data.meta) if args.integrator == "auto" else args.integrator
     elif args.integrator != "auto":
         raise ValueError(f"--integrator applies to explicit, node and hybrid models, not {args.model!r}")
@@ -239,7 +261,6 @@ def _run_train(args) -> int:
         checkpoint=state_path, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
         progress=not args.quiet, max_time=args.max_time,
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model_path, model, epoch=len(history.epoch), history=history, overwrite=True)
     history.save(history_path, overwrite=True)
     print(history.message)
@@ -296,17 +317,27 @@ def _print_study(res) -> None:
               "(geometric means of the error ratios)")  # fmt: skip
 
 
+def _study_config(cfg: StudyConfig, workers: int | None) -> StudyConfig:
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+        cfg = dataclasses.replace(cfg, workers=workers)
+    return cfg
+
+
+def _run_study_cli(cfg: StudyConfig, args) -> object:
+    """Check the output directory before any work, then run the study (this process runs jobs itself when
+    there is one worker: it takes the study's thread count, as worker processes do)."""
+    cfg.validate()
+    prepare_out(cfg, Path(args.out), args.overwrite)
+    if cfg.workers == 1:
+        torch.set_num_threads(cfg.threads)
+    return run_study(cfg, args.out, overwrite=False, progress=not args.no_progress)
+
+
 def _run_compare(args) -> int:
-    import dataclasses
-
-    from .studies import StudyConfig, default_config, run_study
-
     cfg = StudyConfig.from_json(args.config) if args.config else default_config()
-    if args.workers is not None:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        cfg = dataclasses.replace(cfg, workers=args.workers)
-    res = run_study(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    res = _run_study_cli(_study_config(cfg, args.workers), args)
     _print_study(res)
     return 0
 
@@ -324,11 +355,6 @@ def _add_plot(sub) -> None:
 
 
 def _run_plot(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .studies import draw_figures
-
     for f in draw_figures(args.dir):
         print(f"wrote {f}")
     return 0
@@ -353,16 +379,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    import dataclasses
-
-    from .studies import default_config, run_study
-
-    cfg = default_config(quick=args.quick)
-    if args.workers is not None:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        cfg = dataclasses.replace(cfg, workers=args.workers)
-    res = run_study(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    res = _run_study_cli(_study_config(default_config(quick=args.quick), args.workers), args)
     _print_study(res)
     print(f"table: {res.out / 'results.md'}")
     print(f"figures: {res.out / 'figures'}")
@@ -371,29 +388,27 @@ def _run_demo(args) -> int:
 
 # --- plan (physwm.control) ---
 
-_PLAN_ENVS = ("CartPole-v1", "physwm/CartPole-v0")
-
 
 @command
 def _add_plan(sub) -> None:
     p = sub.add_parser(
         "plan",
-        help="control the true CartPole with model-predictive control (CEM or MPPI) on a world model",
+        help="control a true environment with model-predictive control (CEM or MPPI) on a world model",
         description="Run one closed-loop episode: at every step a planner searches control sequences on the "
-        "model and applies the first force to the true environment. MODEL is 'explicit' (the environment's own "
-        "equations and constants, an oracle), 'nominal' (CartPole-v1's frictionless equations), a checkpoint "
-        "file or a `physwm train` directory (its model.pt). physwm/CartPole-v0 is the CartPole with friction "
-        "(physwm.envs.FRICTION_PARAMS); swing-up runs it without termination. With --out, writes "
-        "DIR/episode.png (states and forces vs time, phase portrait), DIR/episode.json and DIR/episode.npz. "
-        "Exit status 0 if the task succeeded, 1 if not.",
+        "model and applies the first control to the true environment. MODEL is 'explicit' (the environment's own "
+        "equations and constants, an oracle), 'nominal' (the system's default equations, e.g. CartPole-v1's "
+        "frictionless ones), a checkpoint file or a `physwm train` directory (its model.pt). A physwm environment "
+        "runs the system's true variant (physwm/CartPole-v0: the CartPole with friction, physwm.FRICTION_PARAMS); "
+        "swing-up runs it without termination. With --out, writes DIR/episode.png (states and controls vs time, "
+        "phase portrait), DIR/episode.json and DIR/episode.npz. Exit status 0 if the task succeeded, 1 if not.",
     )
     p.add_argument("--model", required=True, help="explicit | nominal | checkpoint file | train directory")
-    p.add_argument("--env", choices=_PLAN_ENVS, default="CartPole-v1", help="true environment (default %(default)s)")
-    p.add_argument("--task", choices=("balance", "swingup"), default="balance", help="task (default %(default)s)")
-    p.add_argument("--planner", choices=("cem", "mppi"), default="cem", help="planner (default %(default)s)")
+    p.add_argument("--env", choices=ENV_IDS, default=ENV_IDS[0], help="true environment (default %(default)s)")
+    p.add_argument("--task", choices=_task_names(), default="balance", help="task (default %(default)s)")
+    p.add_argument("--planner", choices=sorted(PLANNERS), default="cem", help="planner (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the env's reset and the planner (default 0)")
-    p.add_argument("--steps", type=int, default=None, help="episode length (default: 500 balance, 350 swing-up)")
-    p.add_argument("--horizon", type=int, default=None, help="planning horizon, steps (default: 30 / 40)")
+    p.add_argument("--steps", type=int, default=None, help="episode length (default: the task's, e.g. 500 balance)")
+    p.add_argument("--horizon", type=int, default=None, help="planning horizon, steps (default: the task's)")
     p.add_argument("--population", type=int, default=500, help="candidate sequences per iteration (default 500)")
     p.add_argument("--iterations", type=int, default=None, help="iterations per step (default: cem 5, mppi 1)")
     p.add_argument("--elites", type=int, default=None, help="cem only: elites (default population // 10)")
@@ -408,15 +423,10 @@ def _add_plan(sub) -> None:
 
 
 def _plan_model(spec: str, env):
-    from pathlib import Path
-
-    from .models import ODEModel
-    from .systems import CartPole
-
     if spec in ("explicit", "nominal"):
-        base = env.unwrapped
-        params = getattr(base, "params", None) if spec == "explicit" else None
-        return ODEModel(CartPole(params), integrator="euler", dt=float(getattr(base, "dt", base.tau)))
+        info = env_info(env)
+        system = info.system(info.params if spec == "explicit" else None)
+        return ODEModel(system, integrator="euler", dt=info.dt)
     path = Path(spec)
     if path.is_dir():
         path = path / "model.pt"
@@ -424,19 +434,11 @@ def _plan_model(spec: str, env):
             raise FileNotFoundError(f"{spec} is a directory without model.pt (expected a `physwm train` output)")
     elif not path.exists():
         raise FileNotFoundError(f"--model {spec!r}: not 'explicit', 'nominal', a checkpoint file or a directory")
-    from .train import load_checkpoint
-
     model, _ = load_checkpoint(path)
     return model.eval()
 
 
 def _run_plan(args) -> int:
-    import json
-    from pathlib import Path
-
-    from . import control
-    from ._io import atomic_write_text
-
     for name in ("population", "threads", "steps", "horizon", "iterations", "elites"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -454,35 +456,32 @@ def _run_plan(args) -> int:
             for f in files:
                 if (out / f).exists():
                     raise FileExistsError(f"{out / f} exists; pass --overwrite to replace it")
+        out.mkdir(parents=True, exist_ok=True)
+        if not _writable(out):
+            raise PermissionError(f"--out {out} is not writable")
+    torch.set_num_threads(args.threads)  # planning runs many tiny tensor operations: one thread is fastest here
     env_kwargs = {} if args.steps is None else {"max_episode_steps": args.steps}
-    env = control.make_env(args.env, args.task, **env_kwargs)
+    env = make_env(args.env, args.task, **env_kwargs)
     try:
         model = _plan_model(args.model, env)
-        control.check_model_fits_env(model, env)
-        options = control.default_planner_options(env, args.task)
-        options.update(population=args.population, num_threads=args.threads, seed=args.seed)
+        check_model_fits_env(model, env)
+        options = default_planner_options(env, args.task)
+        options.update(population=args.population, seed=args.seed)
         for name in ("horizon", "iterations", "elites", "temperature", "ensemble"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
-        planner = control.make_planner(args.planner, model, control.get_task(args.task).cost, **options)
+        system = env_info(env).system
+        planner = make_planner(args.planner, model, get_task(args.task, system).cost, **options)
         name = args.model if args.model in ("explicit", "nominal") else getattr(model, "build_spec", {}).get(
             "name", type(model).__name__)
-        episode = control.run_episode(planner, env, args.task, seed=args.seed, steps=args.steps, model_name=name,
-                                      progress=not args.no_progress)
+        episode = run_episode(planner, env, args.task, seed=args.seed, steps=args.steps, model_name=name,
+                              progress=not args.no_progress)
     finally:
         env.close()
     print(episode.summary())
     print(f"planner: {planner!r}")
     if out is None:
         return 0 if episode.success else 1
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .plot import save
-    from .plot_control import episode_figure
-
-    out.mkdir(parents=True, exist_ok=True)
     summary = {
         "success": episode.success, "steps": episode.steps, "return": episode.ret,
         "terminated": episode.terminated, "plan_ms_mean": 1e3 * float(episode.plan_times.mean()),
@@ -492,7 +491,7 @@ def _run_plan(args) -> int:
     }
     atomic_write_text(out / "episode.json", json.dumps(summary, indent=2) + "\n", overwrite=True)
     episode.to_trajectories().save(out / "episode.npz", overwrite=True)
-    save(episode_figure(episode), out / "episode.png")
+    plot.save(plot.episode_figure(episode), out / "episode.png")
     for f in files:
         print(f"wrote {out / f}")
     return 0 if episode.success else 1

@@ -1,17 +1,18 @@
-r"""Gymnasium environments built on physwm's physics (registered on ``import physwm``).
+r"""Gymnasium environments built on physwm's systems (registered on ``import physwm``).
 
-``physwm/CartPole-v0`` is gymnasium's CartPole with a continuous force, any :class:`CartPoleParams`
-(friction, other constants), any physwm integrator, and optional early termination. It steps the very
-same :class:`~physwm.systems.CartPole` field and :mod:`physwm.integrators` code that the explicit
-models and the physics half of every hybrid use: the equations exist once.
+Each :class:`~physwm.systems.System` with an ``env_id`` gets an environment (:class:`SystemEnv`): any
+constants, a continuous control, any physwm integrator, optional early termination. It steps the very
+same field and :mod:`physwm.integrators` code that the explicit models and the physics half of every
+hybrid use: the equations exist once. ``physwm/CartPole-v0`` is ``CartPoleEnv``; every system's class
+is made from its description (:func:`env_class`), so a new system needs no code here.
 
     >>> import gymnasium as gym, physwm
-    >>> env = gym.make("physwm/CartPole-v0", params=physwm.envs.FRICTION_PARAMS, terminate=False)
+    >>> env = gym.make("physwm/CartPole-v0", params=physwm.FRICTION_PARAMS, terminate=False)
     >>> obs, info = env.reset(seed=0, options={"state": [0.0, 0.0, 3.0, 0.0]})  # start near hanging
     >>> obs, reward, terminated, truncated, info = env.step([2.5])  # 2.5 N to the right
 
-State and observation (gymnasium's order and units; ``env.unwrapped.state`` is the exact float64
-state, the observation is its float32 copy, as in gymnasium):
+State and observation: ``env.unwrapped.state`` is the exact float64 state, the observation its float32
+copy, as in gymnasium. For CartPole (gymnasium's order and units):
 
     ====  ===========  ======  ==============================  =================================
     idx   name         unit    observation bound, terminate    observation bound, no terminate
@@ -22,40 +23,45 @@ state, the observation is its float32 copy, as in gymnasium):
     3     theta_dot    rad/s   unbounded                        unbounded
     ====  ===========  ======  ==============================  =================================
 
-Action: ``Box(-force_mag, force_mag, shape=(1,), float32)``, the horizontal force on the cart in N,
-held constant over the control period ``params.tau``. Actions outside the bound are **clipped** to it
-(like gymnasium's continuous-control environments, so noisy policies need no care); the force
-actually applied is returned as ``info["force"]`` (float, N). A NaN/inf action or one of the wrong
-shape is a ValueError.
+Action: a ``Box`` of the system's control bounds (CartPole: ``+-force_mag`` N), held constant over the
+control period. Actions outside the bound are **clipped** to it (like gymnasium's continuous-control
+environments, so noisy policies need no care); the control actually applied is returned as
+``info["control"]`` (``[m]`` float64; a single control also under its name: CartPole's ``info["force"]``,
+float N). A NaN/inf action or one of the wrong shape is a ValueError. The constants are attributes too,
+by gymnasium's names (``env.unwrapped.tau``, ``env.unwrapped.force_mag``).
 
-Reward: +1 for every step, including the terminating one (CartPole-v1's reward).
+Reward: the system's (CartPole: +1 for every step, including the terminating one, as CartPole-v1).
 
-Termination (``terminate=True``): CartPole-v1's thresholds ``|x| > 2.4`` m or ``|theta| > 12`` deg.
-With ``terminate=False`` the episode never terminates (only the time limit truncates it), so studies
-can follow full swings of the pole; theta is then not wrapped to (-pi, pi].
+Termination (``terminate=True``): the system's failure condition (CartPole-v1's thresholds ``|x| > 2.4``
+m or ``|theta| > 12`` deg). With ``terminate=False`` the episode never terminates (only the time limit
+truncates it), so studies can follow full swings of the pole; angles are then not wrapped.
 
-Integration: ``integrator`` is a name (``"euler"``, ``"semi_implicit_euler"``, ``"rk4"``,
-``"dopri5"``, ...; see :func:`physwm.get_integrator`) or an :class:`~physwm.integrators.Integrator`
-instance. ``substeps`` (fixed-step integrators only) defaults to **1 without friction and 10 with
-friction**: the smoothed Coulomb term switches over ``coulomb_smoothing`` (0.01 m/s), which the cart
-crosses in a few milliseconds, so with friction RK4 needs sub-steps of about 2 ms to resolve it; the
-frictionless equations are smooth and RK4 at 20 ms is already accurate to ~1e-8 per step.
-Frictionless params + ``integrator="euler"`` + ``substeps=1`` reproduce ``gymnasium.make("CartPole-v1")``
-to float64 round-off (tested).
+Integration: ``integrator`` is a name (see :func:`physwm.integrators.get_integrator`) or an
+:class:`~physwm.integrators.Integrator` instance. ``substeps`` (fixed-step integrators only) defaults to the
+system's choice: for CartPole **1 without friction and 10 with friction** (the smoothed Coulomb term switches
+over ``coulomb_smoothing`` = 0.01 m/s, which the cart crosses in a few milliseconds, so RK4 needs sub-steps
+of about 2 ms to resolve it; the frictionless equations are smooth and RK4 at 20 ms is already accurate to
+~1e-8 per step). Frictionless params + ``integrator="euler"`` + ``substeps=1`` reproduce
+``gymnasium.make("CartPole-v1")`` to float64 round-off (tested).
 
-Reset: ``reset(seed=None, options=None)`` samples each state entry uniformly in [-0.05, 0.05] (as
-CartPole-v1 does, from the same seeded generator, so equal seeds give equal starts); options may give
-``{"state": [x, x_dot, theta, theta_dot]}`` to start from that exact state, or ``{"low": ..., "high":
-...}`` (scalars or 4-vectors) to change the sampling box.
+Reset: ``reset(seed=None, options=None)`` samples each state entry uniformly in the system's reset box
+(CartPole: [-0.05, 0.05], from the same seeded generator as CartPole-v1, so equal seeds give equal
+starts); options may give ``{"state": [...]}`` to start from that exact state, or ``{"low": ..., "high":
+...}`` (scalars or ``n``-vectors) to change the sampling box.
 
-Time limit: ``gymnasium.make(..., max_episode_steps=T)``, default 500 (CartPole-v1's). Constructing
-:class:`CartPoleEnv` directly gives an environment without time limit.
+Time limit: ``gymnasium.make(..., max_episode_steps=T)``, default 500. Constructing an env class directly
+gives an environment without time limit.
+
+This module also holds what every caller of an environment needs, once: :func:`make_env` (an environment
+for a task), :func:`env_info` (system, constants, sizes, control period and action levels of any supported
+environment, physwm's or gymnasium's own) and :func:`to_action` (a control to the action the environment
+takes, and the control it applies).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -63,93 +69,91 @@ import torch
 from gymnasium import spaces
 
 from .integrators import ADAPTIVE_METHODS, Integrator, get_integrator
-from .systems.cartpole import CartPole, CartPoleParams
+from .systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, Task
 
-__all__ = ["CartPoleEnv", "ENV_ID", "FRICTION_PARAMS", "register_envs"]
+__all__ = [
+    "SystemEnv",
+    "env_class",
+    "ENV_CLASSES",
+    "ENV_ID",
+    "ENV_IDS",
+    "FRICTION_PARAMS",
+    "EnvInfo",
+    "env_info",
+    "to_action",
+    "make_env",
+    "register_envs",
+]
 
-ENV_ID = "physwm/CartPole-v0"
-
-#: A reference "true" system with friction (a moderate, clearly measurable gap to the frictionless
-#: equations): viscous cart friction 0.1 N s/m, Coulomb cart friction 0.1 N, pole joint damping
-#: 0.005 N m s/rad (a damping term of 0.1 * theta_dot in the pole's angular equation, about 5% of
-#: gravity's during full swings). Used by ``physwm collect --friction``.
-FRICTION_PARAMS = CartPoleParams(cart_viscous=0.1, cart_coulomb=0.1, pole_damping=0.005)
+ENV_ID = DEFAULT_SYSTEM.env_id
+FRICTION_PARAMS = DEFAULT_SYSTEM.variants["friction"]
 
 _RESET_OPTIONS = ("state", "low", "high")
 
 
-def _integrator_names() -> list[str]:
-    return ["euler", "semi_implicit_euler", "rk4", *ADAPTIVE_METHODS]
-
-
-def _as_state_vector(value: Any, what: str) -> np.ndarray:
-    """A finite float64 4-vector from scalars or array-likes, or a ValueError naming ``what``."""
+def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
+    """A finite float64 ``n``-vector from scalars or array-likes, or a ValueError naming ``what``."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{what} must be numbers, got {value!r}") from err
     if arr.ndim == 0:
-        arr = np.full(4, float(arr))
-    if arr.shape != (4,):
-        raise ValueError(f"{what} must have shape (4,) = [x, x_dot, theta, theta_dot], got {arr.shape}")
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"{what} must have shape ({n},), got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} must be finite, got {arr.tolist()}")
     return arr.copy()
 
 
-class CartPoleEnv(gymnasium.Env):
-    """CartPole with a continuous force, friction, any physwm integrator (see the module docstring).
+class SystemEnv(gymnasium.Env):
+    """A gymnasium environment of a :class:`~physwm.systems.System` (see the module docstring).
 
-    Args:
-        params: physical constants (gymnasium CartPole-v1's by default). Learnable (tensor) values
-            are detached to floats.
+    Subclasses set ``system``. Args:
+        params: physical constants (the system's default by default). Learnable (tensor) values are
+            detached to floats.
         integrator: integrator name or :class:`~physwm.integrators.Integrator` instance.
-        substeps: sub-steps per control period for a named fixed-step integrator; ``None`` chooses 1
-            without friction, 10 with friction. Must be left ``None`` when ``integrator`` is an
-            instance (set it on the instance) and 1 or ``None`` for adaptive integrators.
-        terminate: end episodes at CartPole-v1's thresholds (True) or never (False).
+        substeps: sub-steps per control period for a named fixed-step integrator; ``None``: the
+            system's choice. Must be left ``None`` when ``integrator`` is an instance (set it on the
+            instance) and 1 or ``None`` for adaptive integrators.
+        terminate: end episodes at the system's failure condition (True) or never (False).
         render_mode: only ``None`` is supported.
 
     Attributes:
-        state: exact float64 state ``[4]`` (x m, x_dot m/s, theta rad, theta_dot rad/s).
-        params, field, integrator, dt (s), force_mag (N), terminate, x_threshold (m),
-        theta_threshold_radians (rad).
+        state: exact float64 state ``[n]``.
+        system, params, field, integrator, dt (s), terminate.
     """
 
     metadata = {"render_modes": [], "render_fps": 50}
+    system: ClassVar[type[System]]
 
     def __init__(
         self,
-        params: CartPoleParams | None = None,
+        params: Parameters | None = None,
         integrator: str | Integrator = "rk4",
         substeps: int | None = None,
         terminate: bool = True,
         render_mode: str | None = None,
     ):
         super().__init__()
+        cls = self.system
         if params is None:
-            params = CartPoleParams()
-        if not isinstance(params, CartPoleParams):
-            raise TypeError(f"params must be a CartPoleParams, got {type(params).__name__}")
+            params = cls.Params()
+        if not isinstance(params, cls.Params):
+            raise TypeError(f"params must be a {cls.Params.__name__}, got {type(params).__name__}")
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r} is not supported; valid: [None]")
         self.render_mode = None
-        self.params = CartPoleParams.from_dict(params.to_dict())  # plain floats, detached
-        self.field = CartPole(self.params)
+        self.params = cls.Params.from_dict(params.to_dict())  # plain floats, detached
+        self.field = cls(self.params)
         self.integrator = self._make_integrator(integrator, substeps)
         self.terminate = bool(terminate)
-        self.dt = float(self.params.tau)
-        self.tau = self.dt  # gymnasium's name
-        self.force_mag = float(self.params.force_mag)
-        self.x_threshold = 2.4
-        self.theta_threshold_radians = 12 * 2 * math.pi / 360
-
-        self.action_space = spaces.Box(-self.force_mag, self.force_mag, shape=(1,), dtype=np.float32)
-        if self.terminate:
-            high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf], np.float32)
-        else:
-            high = np.full(4, np.inf, dtype=np.float32)
-        self.observation_space = spaces.Box(-high, high, dtype=np.float32)
+        self.dt = cls.control_period(self.params)
+        low, high = cls.control_bounds(self.params)
+        self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        obs_high = cls.observation_high(self.terminate)
+        self.observation_space = spaces.Box(-obs_high, obs_high, dtype=np.float32)
+        self._low, self._high = low, high
         self.state: np.ndarray | None = None
         self._steps_beyond_terminated: int | None = None
 
@@ -163,61 +167,65 @@ class CartPoleEnv(gymnasium.Env):
         if not isinstance(integrator, str):
             raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
         key = integrator.lower().replace("-", "_").replace(" ", "_")
-        if key in ADAPTIVE_METHODS:
-            return get_integrator(key, substeps=1 if substeps is None else substeps)
-        if key not in _integrator_names():
-            raise ValueError(f"unknown integrator {integrator!r}; valid: {_integrator_names()}")
         if substeps is None:
-            substeps = 10 if self.params.has_friction else 1
+            substeps = 1 if key in ADAPTIVE_METHODS else self.system.substeps(self.params)
         return get_integrator(key, substeps=substeps)
 
     # --- gymnasium API -----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start an episode; see the module docstring for ``options``. Returns ``(obs float32 [4], {})``."""
+        """Start an episode; see the module docstring for ``options``. Returns ``(obs float32 [n], {})``."""
         super().reset(seed=seed)
+        n = self.system.state_dim
         options = {} if options is None else options
         if not isinstance(options, dict):
             raise ValueError(f"options must be a dict, got {type(options).__name__}")
         unknown = sorted(set(options) - set(_RESET_OPTIONS))
         if unknown:
             raise ValueError(f"unknown reset options {unknown}; valid: {list(_RESET_OPTIONS)}")
+        names = "[" + ", ".join(q.name for q in self.system.states) + "]"
         if "state" in options:
             if "low" in options or "high" in options:
                 raise ValueError("reset options: give either 'state' or 'low'/'high', not both")
             if np.ndim(options["state"]) == 0:
-                raise ValueError("reset option 'state' must have shape (4,) = [x, x_dot, theta, theta_dot]")
-            state = _as_state_vector(options["state"], "reset option 'state'")
+                raise ValueError(f"reset option 'state' must have shape ({n},) = {names}")
+            state = _as_state_vector(options["state"], f"reset option 'state' {names}", n)
         else:
-            low = _as_state_vector(options.get("low", -0.05), "reset option 'low'")
-            high = _as_state_vector(options.get("high", 0.05), "reset option 'high'")
+            low = _as_state_vector(options.get("low", self.system.reset_low), "reset option 'low'", n)
+            high = _as_state_vector(options.get("high", self.system.reset_high), "reset option 'high'", n)
             if (low > high).any():
                 raise ValueError(f"reset option 'low' {low.tolist()} must be <= 'high' {high.tolist()}")
-            state = self.np_random.uniform(low=low, high=high, size=(4,))
+            state = self.np_random.uniform(low=low, high=high, size=(n,))
         self.state = np.asarray(state, dtype=np.float64)
         self._steps_beyond_terminated = None
         return self.state.astype(np.float32), {}
 
-    def step(self, action):
-        """Apply the force ``action [1]`` (N, clipped to +-force_mag) for one period ``dt``.
-
-        Returns ``(obs float32 [4], reward 1.0, terminated, False, {"force": applied force N})``.
-        """
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
+    def _control(self, action: Any) -> np.ndarray:
+        m = self.system.control_dim
+        what = "the control [" + ", ".join(f"{q.name} ({q.unit})" for q in self.system.controls) + f"] of shape ({m},)"
+        if isinstance(action, (bool, np.bool_)):
+            raise ValueError(f"action must be {what}, got the boolean {action!r}")
         try:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"action must be a force in N of shape (1,), got {action!r}") from err
-        if a.size != 1 or a.ndim > 1:
-            raise ValueError(f"action must be a force in N of shape (1,), got shape {a.shape}")
-        force = float(a.reshape(()))
-        if not math.isfinite(force):
-            raise ValueError(f"action must be a finite force in N, got {force}")
-        force = min(max(force, -self.force_mag), self.force_mag)
+            raise ValueError(f"action must be {what}, got {action!r}") from err
+        if a.size != m or a.ndim > 1:
+            raise ValueError(f"action must be {what}, got shape {a.shape}")
+        a = a.reshape(m)
+        if not np.isfinite(a).all():
+            raise ValueError(f"action must be finite, got {a.tolist()}")
+        return np.minimum(np.maximum(a, self._low), self._high)
 
+    def step(self, action):
+        """Apply the control ``action [m]`` (clipped to the bounds) for one period ``dt``.
+
+        Returns ``(obs float32 [n], reward, terminated, False, {"control": applied control [m]})``.
+        """
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        control = self._control(action)
         x = torch.from_numpy(np.array(self.state, dtype=np.float64))
-        u = torch.tensor([force], dtype=torch.float64)
+        u = torch.from_numpy(control)
         with torch.no_grad():
             x_next = self.integrator.step(self.field, x, u, self.dt)
         new_state = x_next.numpy().astype(np.float64)
@@ -226,39 +234,189 @@ class CartPoleEnv(gymnasium.Env):
                 f"the state became non-finite ({new_state.tolist()}) from {self.state.tolist()}; "
                 "use a smaller step (more substeps) or a stable integrator"
             )
-        self.state = new_state
+        old, self.state = self.state, new_state
+        terminated = self.terminate and self.system.failed(self.state, self.params)
+        reward = float(self.system.reward(old, control, self.state, terminated))
+        if terminated:
+            if self._steps_beyond_terminated is None:
+                self._steps_beyond_terminated = 0
+            else:
+                if self._steps_beyond_terminated == 0:
+                    gymnasium.logger.warn(
+                        "You are calling 'step()' even though this environment has already returned "
+                        "terminated = True. You should always call 'reset()' once you receive 'terminated = True'."
+                    )
+                self._steps_beyond_terminated += 1
+                reward = 0.0
+        return self.state.astype(np.float32), reward, terminated, False, self._info(control)
 
-        x_pos, _, theta, _ = self.state
-        terminated = self.terminate and bool(
-            x_pos < -self.x_threshold
-            or x_pos > self.x_threshold
-            or theta < -self.theta_threshold_radians
-            or theta > self.theta_threshold_radians
-        )
-        if not terminated:
-            reward = 1.0
-        elif self._steps_beyond_terminated is None:
-            self._steps_beyond_terminated = 0
-            reward = 1.0
-        else:
-            if self._steps_beyond_terminated == 0:
-                gymnasium.logger.warn(
-                    "You are calling 'step()' even though this environment has already returned terminated = True. "
-                    "You should always call 'reset()' once you receive 'terminated = True'."
-                )
-            self._steps_beyond_terminated += 1
-            reward = 0.0
-        return self.state.astype(np.float32), reward, terminated, False, {"force": force}
+    def _info(self, control: np.ndarray) -> dict:
+        info: dict[str, Any] = {"control": control}
+        if self.system.control_dim == 1:  # the control by its name too (CartPole: info["force"], N)
+            info[self.system.controls[0].name] = float(control[0])
+        return info
+
+    def __getattr__(self, name: str) -> Any:
+        # gymnasium's attribute names for the constants (CartPole-v1: tau, force_mag, gravity, ...)
+        params = self.__dict__.get("params")
+        if params is not None and name in params.to_dict():
+            return getattr(params, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def render(self):
         """No rendering (``render_mode`` must be ``None``)."""
         return None
 
 
+def env_class(system: type[System]) -> type[SystemEnv]:
+    """The environment class of a system: :class:`SystemEnv` with ``system`` set, named ``<System>Env``."""
+    return type(f"{system.__name__}Env", (SystemEnv,), {"system": system, "__module__": __name__,
+                                                          "__doc__": f"``{system.env_id}``: {SystemEnv.__doc__}"})
+
+
+#: Environment classes of the built-in systems, by system name (also module attributes: ``CartPoleEnv``).
+ENV_CLASSES: dict[str, type[SystemEnv]] = {name: env_class(cls) for name, cls in SYSTEMS.items() if cls.env_id}
+globals().update({c.__name__: c for c in ENV_CLASSES.values()})
+#: Every environment id physwm works with: its own and the gymnasium environments its systems reproduce.
+ENV_IDS: tuple[str, ...] = tuple(
+    i for cls in SYSTEMS.values() for i in (cls.reference_env_id, cls.env_id) if i is not None
+)
+
+
 def register_envs() -> None:
-    """Register ``physwm/CartPole-v0`` with gymnasium (idempotent; called on ``import physwm``)."""
-    if ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=ENV_ID, entry_point="physwm.envs:CartPoleEnv", max_episode_steps=500)
+    """Register every built-in system's environment with gymnasium (idempotent; done on ``import physwm``)."""
+    for name, env_cls in ENV_CLASSES.items():
+        env_id = SYSTEMS[name].env_id
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=f"{__name__}:{env_cls.__name__}", max_episode_steps=500)
 
 
 register_envs()
+
+
+# --- what callers of an environment need ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What physwm needs to know about an environment.
+
+    Attributes:
+        env_id: its gymnasium id (or class name).
+        system: the :class:`~physwm.systems.System` class it simulates; params: its constants.
+        dt: control period, s. state_dim, control_dim: n and m.
+        levels: for a discrete action space, the control of each action (in action order), else ``None``.
+        low, high: the control bounds ``[m]``.
+    """
+
+    env_id: str
+    system: type[System]
+    params: Parameters
+    dt: float
+    state_dim: int
+    control_dim: int
+    levels: tuple[float, ...] | None
+    low: np.ndarray
+    high: np.ndarray
+
+
+def env_info(env: gymnasium.Env) -> EnvInfo:
+    """:class:`EnvInfo` of a physwm environment or of a gymnasium environment a physwm system reproduces.
+
+    Raises:
+        ValueError: naming the environment if physwm does not know it (no system reproduces it, or it
+            exposes no exact ``env.unwrapped.state``).
+    """
+    base = env.unwrapped
+    spec = getattr(env, "spec", None)
+    env_id = spec.id if spec is not None else type(base).__name__
+    if isinstance(base, SystemEnv):
+        cls, params = base.system, base.params
+    else:
+        matches = [c for c in SYSTEMS.values() if c.reference_env_id is not None and c.reference_env_id == env_id]
+        if not matches or not hasattr(base, "state"):
+            known = list(ENV_IDS)
+            raise ValueError(
+                f"physwm does not know the environment {env_id} ({type(base).__name__}); it works with {known} "
+                "and physwm environments of user systems, which expose the exact state as env.unwrapped.state"
+            )
+        cls = matches[0]
+        names = [f for f in cls.Params().to_dict() if hasattr(base, f)]
+        params = cls.Params.from_dict({f: float(getattr(base, f)) for f in names})
+    levels = None
+    if isinstance(env.action_space, spaces.Discrete):
+        levels = cls.action_levels(params)
+        if levels is None or len(levels) != env.action_space.n:
+            raise ValueError(f"{env_id}'s {env.action_space.n} discrete actions have no controls in {cls.__name__}")
+        low, high = np.array([min(levels)]), np.array([max(levels)])
+    elif isinstance(env.action_space, spaces.Box):
+        low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
+    else:
+        raise ValueError(f"unsupported action space {env.action_space} of {env_id}")
+    return EnvInfo(env_id, cls, params, cls.control_period(params), cls.state_dim, cls.control_dim, levels, low, high)
+
+
+def to_action(info: EnvInfo, control: Any) -> tuple[Any, np.ndarray]:
+    """The action an environment takes for ``control [m]``, and the control that action applies.
+
+    Discrete environments take the action of the nearest level (ties to the higher level: CartPole-v1
+    pushes right for ``u >= 0``); continuous ones the control itself (as float32; the environment clips it).
+    """
+    u = np.asarray(control, dtype=np.float64).reshape(-1)
+    if info.levels is not None:
+        levels = np.asarray(info.levels, dtype=np.float64)
+        dist = np.abs(levels - u[0])
+        action = int(np.flatnonzero(dist == dist.min())[-1])
+        return action, np.array([levels[action]])
+    return u.astype(np.float32), np.clip(u, info.low, info.high)
+
+
+def make_env(
+    env_id: str | None = None,
+    task: str | Task | None = None,
+    params: Parameters | str | None = None,
+    *,
+    system: Any = DEFAULT_SYSTEM,
+    **kwargs: Any,
+) -> gymnasium.Env:
+    """The environment to run a task on: a physwm environment or the gymnasium one a system reproduces.
+
+    Args:
+        env_id: a gymnasium id from :data:`ENV_IDS` (default: the system's physwm environment).
+        task: a task name of the system or a :class:`~physwm.systems.Task` (sets ``terminate`` and the time
+            limit, ``max_episode_steps``, of a physwm environment); ``None``: the environment's defaults.
+        params: constants of a physwm environment, or a variant name (default: the system's
+            ``true_variant``, for CartPole the CartPole with friction).
+        system: the system whose tasks and variants are meant (default CartPole); ``env_id`` decides it
+            when given.
+        **kwargs: other keyword arguments of ``gymnasium.make`` (``integrator``, ``substeps``, ...).
+
+    Raises:
+        ValueError: an unknown environment, or a task it cannot run (gymnasium's CartPole-v1 terminates at
+            12 degrees, so it only fits the balance task).
+    """
+    cls = next((c for c in SYSTEMS.values() if env_id in (c.env_id, c.reference_env_id)), None)
+    if env_id is not None and cls is None:
+        raise ValueError(f"unknown environment {env_id!r}; valid: {list(ENV_IDS)}")
+    cls = cls or (system if isinstance(system, type) else type(system))
+    env_id = env_id or cls.env_id
+    t = cls.tasks()[task] if isinstance(task, str) and task in cls.tasks() else task
+    if isinstance(task, str) and not isinstance(t, Task):
+        raise ValueError(f"unknown task {task!r}; valid: {sorted(cls.tasks())}")
+    if env_id == cls.reference_env_id:
+        if t is not None and not t.terminate:
+            raise ValueError(
+                f"{env_id} ends episodes at its own termination rule and only fits the balance task (tasks with "
+                f"termination), not {t.name!r}; use {cls.env_id} (terminate=False)"
+            )
+        if params is not None:
+            raise ValueError(f"params only apply to {cls.env_id}")
+        kwargs.setdefault("max_episode_steps", max(t.steps if t is not None else 0, 500))
+        return gymnasium.make(env_id, **kwargs)
+    if t is not None:
+        kwargs.setdefault("terminate", t.terminate)
+        kwargs.setdefault("max_episode_steps", t.steps)
+    if params is None or isinstance(params, str):
+        params = cls.variant(params if isinstance(params, str) else cls.true_variant)
+    return gymnasium.make(env_id, params=params, **kwargs)

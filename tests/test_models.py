@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from physwm.evaluate import gaussian_nll
 from physwm.integrators import RK4, Adaptive, Euler, SemiImplicitEuler
 from physwm.models import (
     MODEL_NAMES,
@@ -24,7 +25,6 @@ from physwm.models import (
     TransformerModel,
     bootstrap_indices,
     build,
-    gaussian_nll,
 )
 from physwm.systems.cartpole import CartPole, CartPoleParams
 
@@ -379,7 +379,7 @@ def test_build_names_options_and_errors():
         model = build("explicit", system=system, learnable=[])
         assert model.dt == 0.05 and model.field.params.length == 0.7
         assert model.build_spec == {"name": "explicit", "options": {**model.build_spec["options"]}}
-        assert model.build_spec["options"]["system"] == params.to_dict()
+        assert model.build_spec["options"]["system"] == {"name": "cartpole", "params": params.to_dict()}
     hybrid = build("hybrid", integrator="dopri5", rtol=1e-4, adjoint=True)
     assert isinstance(hybrid.integrator, Adaptive) and hybrid.integrator.adjoint and hybrid.integrator.rtol == 1e-4
     assert json.loads(json.dumps(hybrid.build_spec)) == hybrid.build_spec
@@ -463,7 +463,8 @@ def test_gaussian_mlp_learns_the_noise_level():
     # gaussian_nll scores a prediction: a tighter correct spread scores better than an inflated one
     mean = torch.zeros(1000)
     target = torch.randn(1000, generator=g) * 0.1
-    assert gaussian_nll(mean, torch.full((1000,), 0.1), target) < gaussian_nll(mean, torch.full((1000,), 1.0), target)
+    tight, inflated = torch.full((1000,), 0.1**2), torch.full((1000,), 1.0)  # variances
+    assert gaussian_nll(mean, tight, target) < gaussian_nll(mean, inflated, target)
 
 
 # -- recurrence and causality -----------------------------------------------------------------------------

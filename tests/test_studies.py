@@ -11,11 +11,12 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from physwm import studies  # noqa: E402
+import physwm.cli  # noqa: E402
 from physwm.cli import main  # noqa: E402
+from physwm.files import from_json_value, json_dumps  # noqa: E402
 from physwm.studies import (  # noqa: E402
+    STUDY_FIT,
     DataEfficiencyConfig,
-    FitConfig,
     HeadlineConfig,
     ModelConfig,
     SplitConfig,
@@ -56,7 +57,7 @@ def tiny_config(**changes) -> StudyConfig:
         headline=HeadlineConfig(task="tiny", horizon=20),
         horizons=[1, 10, 20],
         max_windows=8,
-        fit=FitConfig(steps=12, max_epochs=4, batch_size=64, val_max_windows=16),
+        fit=STUDY_FIT.replace(steps=12, epochs=4, batch_size=64, val_max_windows=16),
         workers=1,
     )
     for k, v in changes.items():
@@ -179,7 +180,7 @@ def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
         seen["quick"] = quick
         return tiny_config(data_efficiency=None, figures=False)
 
-    monkeypatch.setattr(studies, "default_config", fake_default)
+    monkeypatch.setattr(physwm.cli, "default_config", fake_default)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-progress"]) == 0
     assert seen == {"quick": True}
     printed = capsys.readouterr().out
@@ -239,17 +240,18 @@ def test_a_split_with_no_data_is_a_clear_error(tmp_path):
         run_study(cfg, tmp_path / "s", progress=False)
     cfg = tiny_config()
     cfg.tasks[0].tests[1].episodes = 0
-    with pytest.raises(ValueError, match="episodes must be an int >= 1"):
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
         cfg.validate()
 
 
 def test_a_model_whose_state_dim_does_not_match_the_data():
-    from physwm.data import Trajectories
-    from physwm.models import MLPModel
+    from physwm.data import EpisodeData, Trajectories
 
     data = Trajectories(torch.zeros(1, 3, 4, dtype=torch.float64), torch.zeros(1, 2, 1, dtype=torch.float64))
-    with pytest.raises(ValueError, match="model 'x'.*state_dim is 3 but the data's states have 4"):
-        studies._check_compatible(MLPModel(3, 1, 0.02), data, "model 'x'")
+    with pytest.raises(ValueError, match="train states have dimension 4 but model 'x' expects state_dim=3"):
+        EpisodeData(data, "train", 3, 1, "model 'x'")
+    with pytest.raises(ValueError, match="recorded every 0.02 s but model 'x' steps dt = 0.05 s"):
+        EpisodeData(data, "train", 4, 1, "model 'x'", dt=0.05)
 
 
 def test_training_pool_too_small(tmp_path):
@@ -263,18 +265,18 @@ def test_first_transitions_cuts_the_last_episode():
 
     traj = Trajectories(torch.randn(3, 11, 4, dtype=torch.float64), torch.randn(3, 10, 1, dtype=torch.float64),
                         lengths=[10, 4, 10])  # fmt: skip
-    sub = studies._first_transitions(traj, 12)
+    sub = traj.head(12)
     assert sub.lengths.tolist() == [10, 2] and sub.num_transitions == 12
     assert torch.equal(sub.states[1, :3], traj.states[1, :3])
     assert math.isclose(sub.dt, traj.dt)
     with pytest.raises(ValueError, match="holds only 24"):
-        studies._first_transitions(traj, 25)
+        traj.head(25)
 
 
 def test_json_keeps_infinities():
-    s = studies._json_dumps({"a": float("inf"), "b": [float("nan"), 1.0]})
+    s = json_dumps({"a": float("inf"), "b": [float("nan"), 1.0]})
     json.loads(s)  # strict JSON
-    back = studies._from_json_value(json.loads(s))
+    back = from_json_value(json.loads(s))
     assert back["a"] == math.inf and math.isnan(back["b"][0]) and back["b"][1] == 1.0
     assert os.linesep  # keep os imported for readability of mtime checks above
 

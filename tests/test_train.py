@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from physwm import CartPole, CartPoleParams
+from physwm.evaluate import windows_rmse
 from physwm.models import ODEModel, WorldModel
 from physwm.train import (
     CHECKPOINT_VERSION,
     History,
     TrainingDiverged,
     TrainingDivergedWarning,
-    _rollout_rmse,
     fit,
     load_checkpoint,
     save_checkpoint,
@@ -154,7 +154,8 @@ def test_early_stopping_restores_best_weights():
     assert all(torch.equal(model.state_dict()[k], v) for k, v in best_state.items())  # ... and came back
     assert abs(best_length - 0.62) < abs(seen[last][1] - 0.62)
     windows = {k: v for k, v in zip(("states", "controls"), _windows(val, 10))}
-    assert _rollout_rmse(model, windows["states"], windows["controls"]) == pytest.approx(h.best_val_error, rel=1e-12)
+    err = windows_rmse(model, windows["states"], windows["controls"], model.state_norm.std)
+    assert err == pytest.approx(h.best_val_error, rel=1e-12)
 
 
 def _windows(data, h):

@@ -1,9 +1,9 @@
-"""World models behind one interface."""
+"""World models behind one interface: ODE models of any vector field, implicit networks, ensembles, by name."""
 
 from .base import Normalizer, WorldModel
-from .ensemble import Ensemble, bootstrap_indices, gaussian_nll
-from .factory import DEFAULT_OPTIONS, MODEL_NAMES, build
-from .fields import CartPoleFeatures, HybridField, NeuralField
+from .ensemble import Ensemble, bootstrap_indices
+from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
+from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
 
@@ -13,7 +13,8 @@ __all__ = [
     "ODEModel",
     "NeuralField",
     "HybridField",
-    "CartPoleFeatures",
+    "StateControlFeatures",
+    "SystemFeatures",
     "MLPModel",
     "GaussianMLPModel",
     "VAEModel",
@@ -21,8 +22,9 @@ __all__ = [
     "TransformerModel",
     "Ensemble",
     "bootstrap_indices",
-    "gaussian_nll",
     "build",
     "MODEL_NAMES",
     "DEFAULT_OPTIONS",
+    "ODE_FAMILIES",
+    "IMPLICIT_FAMILIES",
 ]

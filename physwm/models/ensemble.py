@@ -13,32 +13,22 @@ the members' own (aleatoric) variance and their disagreement (epistemic):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ..checks import positive_int
 from .base import WorldModel, check_batch
 
-__all__ = ["Ensemble", "bootstrap_indices", "gaussian_nll"]
+__all__ = ["Ensemble", "bootstrap_indices"]
 
 
 def bootstrap_indices(n: int, members: int, seed: int = 0) -> torch.Tensor:
     """Row indices of ``members`` bootstrap resamples of ``n`` rows: int64 ``[members, n]`` (with replacement)."""
-    if not (isinstance(n, int) and n > 0 and isinstance(members, int) and members > 0):
-        raise ValueError(f"n and members must be positive ints, got {n!r} and {members!r}")
+    n, members = positive_int(n, "n"), positive_int(members, "members")
     g = torch.Generator().manual_seed(int(seed))
     return torch.randint(0, n, (members, n), generator=g)
-
-
-def gaussian_nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor, min_std: float = 1e-6) -> torch.Tensor:
-    """Mean Gaussian negative log-likelihood per entry (nats) of ``target`` under ``N(mean, std^2)``.
-
-    All three ``[...]`` of the same shape; ``std`` is floored at ``min_std`` so a zero spread is finite.
-    """
-    var = std.clamp_min(min_std).pow(2)
-    return 0.5 * ((target - mean).pow(2) / var + var.log() + math.log(2 * math.pi)).mean()
 
 
 class Ensemble(WorldModel):

@@ -1,38 +1,39 @@
-"""``build(name, system, **options)``: the recommended configuration of every model family by name.
+"""``build(name, system, **options)``: the recommended configuration of every model family, for any system.
 
 The names are the CLI's: ``explicit, node, hybrid, mlp, vae, gru, transformer, ensemble`` (plus
-``gaussian_mlp``, the probabilistic member of the default ensemble). Every built model carries
-``model.build_spec = {"name": ..., "options": {...}}``, plain JSON with every option resolved (defaults
-included, the system's constants as a dict), so a checkpoint rebuilds it with ``build(**spec)`` and
-then ``load_state_dict``.
+``gaussian_mlp``, the probabilistic member of the default ensemble). The system (a
+:class:`~physwm.systems.System` name, class or instance, or its Params; default CartPole) sets the sizes,
+the default ``dt`` and, for ``explicit``/``hybrid``, the equations and starting constants. Every built model
+carries ``model.build_spec = {"name": ..., "options": {...}}``, plain JSON with every option resolved
+(defaults included, the system as ``{"name": ..., "params": {...}}``), so a checkpoint rebuilds it with
+``build(**spec)`` and then ``load_state_dict``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ..integrators import ADAPTIVE_METHODS, Adaptive, get_integrator
-from ..systems.cartpole import CartPole, CartPoleParams
+from ..checks import positive_int
+from ..integrators import get_integrator
+from ..systems import DEFAULT_SYSTEM, Parameters, System, get_system
 from .base import WorldModel
 from .ensemble import Ensemble
 from .fields import HybridField, NeuralField
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
 
-__all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS"]
+__all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
-# Constants identified by default (explicit model and the physics half of the hybrid). Gravity is
-# known; the masses and the half-length set the inertia, the friction terms are what the nominal
-# CartPole-v1 model lacks. All are identifiable from force-driven data (the force fixes the scale).
-_IDENTIFIED = ["length", "masspole", "masscart", "cart_viscous", "cart_coulomb", "pole_damping"]
-
+# Integration options of the ODE families (rtol, atol, adjoint: adaptive integrators only).
 _ODE = {"integrator": "rk4", "substeps": 1, "rtol": None, "atol": None, "adjoint": None}
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "explicit": {"learnable": list(_IDENTIFIED), **_ODE},
+    # learnable None: the constants the system identifies by default (System.identify)
+    "explicit": {"learnable": None, **_ODE},
     "node": {"hidden": [64, 64], "activation": "tanh", "features": "state", **_ODE},
     # The hybrid's defaults were chosen on a CartPole with a 0.6 m half-pole, heavier pole and friction
     # (nominal physics: CartPole-v1), trained one-step on states with |theta| < 0.3, scored on full swings
@@ -42,10 +43,10 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     # Neural ODE; with unmodelled quadratic drag added to the truth, penalties 0.1-1 extrapolated alike
     # (1.3e-2, the drag being what no model extrapolated) and penalty 0 worse (3e-2).
     "hybrid": {
-        "learnable": list(_IDENTIFIED),
+        "learnable": None,
         "hidden": [32, 32],
         "activation": "tanh",
-        "features": "cartpole",
+        "features": "system",
         "rows": "velocity",
         "penalty": 1.0,
         **_ODE,
@@ -65,19 +66,35 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 _COMMON = {"dt": None, "seed": 0, "system": None}
 
+#: Every name :func:`build` accepts.
 MODEL_NAMES: tuple[str, ...] = tuple(DEFAULT_OPTIONS)
+#: Families integrated as vector fields (they take the integration options).
+ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid")
+#: Families that are purely implicit (discrete-time networks without physics or a vector field).
+IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble")
 
 
-def _params_of(system: Any) -> CartPoleParams:
+def resolve_system(system: Any) -> tuple[type[System], Parameters]:
+    """``(System class, its constants)`` of anything :func:`build` accepts as ``system``.
+
+    Accepted: ``None`` (the default system, CartPole with gymnasium's CartPole-v1 constants), a system
+    name, a System class (default constants) or instance (its current constants, learnable ones as floats),
+    a Params instance, ``{"name": ..., "params": {...}}`` (what ``build_spec`` stores) or a plain dict of
+    the default system's constants.
+    """
     if system is None:
-        return CartPoleParams()
-    if isinstance(system, CartPoleParams):
-        return system
-    if isinstance(system, CartPole):
-        return CartPoleParams.from_dict(system.params.to_dict())  # current values, learnable ones as floats
-    if isinstance(system, dict):
-        return CartPoleParams.from_dict(system)
-    raise TypeError(f"system must be a CartPole, CartPoleParams or their dict, got {type(system).__name__}")
+        return DEFAULT_SYSTEM, DEFAULT_SYSTEM.Params()
+    if isinstance(system, Mapping):
+        if set(system) == {"name", "params"}:
+            cls = get_system(system["name"])
+            return cls, cls.Params.from_dict(system["params"])
+        return DEFAULT_SYSTEM, DEFAULT_SYSTEM.Params.from_dict(system)
+    cls = get_system(system)
+    if isinstance(system, System):
+        return cls, cls.Params.from_dict(system.params.to_dict())
+    if isinstance(system, Parameters):
+        return cls, system
+    return cls, cls.Params()
 
 
 def _jsonable(v: Any) -> Any:
@@ -93,26 +110,24 @@ def _jsonable(v: Any) -> Any:
 
 
 def _integrator(o: dict):
-    name = str(o["integrator"]).lower()
     adaptive = {k: o[k] for k in ("rtol", "atol", "adjoint") if o[k] is not None}
-    if name in ADAPTIVE_METHODS:
-        if o["substeps"] != 1:
-            raise ValueError("adaptive integrators choose their own steps; substeps must be 1")
-        return Adaptive(method=name, **adaptive)
-    if adaptive:
-        raise ValueError(f"options {sorted(adaptive)} only apply to adaptive integrators {list(ADAPTIVE_METHODS)}")
-    return get_integrator(name, substeps=o["substeps"])
+    return get_integrator(str(o["integrator"]), substeps=o["substeps"], **adaptive)
 
 
-def _build(name: str, p: CartPoleParams, o: dict) -> WorldModel:
-    n, m, dt = CartPole.state_dim, CartPole.control_dim, o["dt"]
+def _features(value: str, cls: type[System]) -> Any:
+    return cls if value == "system" else value
+
+
+def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
+    n, m, dt = cls.state_dim, cls.control_dim, o["dt"]
     if name == "explicit":
-        return ODEModel(CartPole(p, learnable=o["learnable"]), _integrator(o), dt)
+        return ODEModel(cls(p, learnable=o["learnable"]), _integrator(o), dt)
     if name == "node":
-        field = NeuralField(n, m, hidden=o["hidden"], activation=o["activation"], features=o["features"])
+        features = _features(o["features"], cls)
+        field = NeuralField(n, m, hidden=o["hidden"], activation=o["activation"], features=features)
         return ODEModel(field, _integrator(o), dt)
     if name == "hybrid":
-        physics = CartPole(p, learnable=o["learnable"])
+        physics = cls(p, learnable=o["learnable"])
         rows = o["rows"]
         if rows == "velocity":
             rows = physics.velocity_index
@@ -121,7 +136,8 @@ def _build(name: str, p: CartPoleParams, o: dict) -> WorldModel:
         elif not isinstance(rows, list):
             raise ValueError(f"hybrid rows must be 'velocity', 'all' or a list of state indices, got {rows!r}")
         residual = NeuralField(
-            n, m, hidden=o["hidden"], activation=o["activation"], features=o["features"], rows=rows, residual=True
+            n, m, hidden=o["hidden"], activation=o["activation"], features=_features(o["features"], cls), rows=rows,
+            residual=True,
         )
         return ODEModel(HybridField(physics, residual, penalty=o["penalty"]), _integrator(o), dt)
     if name == "mlp":
@@ -138,9 +154,7 @@ def _build(name: str, p: CartPoleParams, o: dict) -> WorldModel:
         keys = ("d_model", "heads", "layers", "context", "feedforward", "activation")
         return TransformerModel(n, m, dt, **{k: o[k] for k in keys})
     if name == "ensemble":
-        k = o["members"]
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"members must be a positive int, got {k!r}")
+        k = positive_int(o["members"], "members")
         member = o["member"]
         if member not in MODEL_NAMES or member == "ensemble":
             valid = [x for x in MODEL_NAMES if x != "ensemble"]
@@ -151,7 +165,7 @@ def _build(name: str, p: CartPoleParams, o: dict) -> WorldModel:
             if key in o["member_options"]:
                 raise ValueError(f"member_options may not set {key!r}; set it on the ensemble")
         members = [
-            build(member, p, dt=dt, seed=o["seed"] * 1000 + i, **o["member_options"]) for i in range(k)
+            build(member, o["system"], dt=dt, seed=o["seed"] * 1000 + i, **o["member_options"]) for i in range(k)
         ]
         return Ensemble(members, bootstrap=o["bootstrap"], seed=o["seed"])
     raise AssertionError(name)  # pragma: no cover - names are checked by build
@@ -161,14 +175,14 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
     """Build the recommended model of a family, sized for ``system``.
 
     Args:
-        name: one of :data:`MODEL_NAMES` (``explicit``: the CartPole equations with learnable constants;
-            ``node``: Neural ODE; ``hybrid``: CartPole with learnable constants plus an acceleration
-            residual of ``[sin theta, cos theta, x_dot, theta_dot, force]`` with an APHYNITY penalty;
-            ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``, ``transformer``; ``ensemble`` of 5
-            ``gaussian_mlp`` by default).
-        system: nominal physics: a :class:`~physwm.systems.CartPole`, :class:`CartPoleParams` or its
-            dict (default ``CartPoleParams()``, gymnasium's CartPole-v1). It sets the sizes, ``dt``
-            (its ``tau``) and, for ``explicit``/``hybrid``, the starting constants.
+        name: one of :data:`MODEL_NAMES` (``explicit``: the system's equations with its default learnable
+            constants; ``node``: Neural ODE; ``hybrid``: the equations with learnable constants plus an
+            acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
+            theta_dot, force]``) with an APHYNITY penalty; ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
+            ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default).
+        system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
+            sizes, ``dt`` (the system's control period) and, for ``explicit``/``hybrid``, the equations and
+            starting constants.
         options: options as a dict (what ``model.build_spec["options"]`` holds); merged with ``kwargs``.
         **kwargs: family options (see :data:`DEFAULT_OPTIONS`; all take ``dt`` and ``seed``, the seed of
             the weight initialisation).
@@ -189,15 +203,17 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
     if unknown:
         raise ValueError(f"unknown options {unknown} for model {name!r}; valid: {sorted(defaults)}")
     o = {**copy.deepcopy(defaults), **given}
-    p = _params_of(system if system is not None else o["system"])
-    o["system"] = p.to_dict()
+    cls, p = resolve_system(system if system is not None else o["system"])
+    o["system"] = {"name": cls.name, "params": p.to_dict()}
     if o["dt"] is None:
-        o["dt"] = p.tau
+        o["dt"] = cls.control_period(p)
+    if "learnable" in o and o["learnable"] is None:
+        o["learnable"] = list(cls.identify)
     if not isinstance(o["seed"], int) or isinstance(o["seed"], bool):
         raise ValueError(f"seed must be an int, got {o['seed']!r}")
     spec = {"name": name, "options": _jsonable(o)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(o["seed"])
-        model = _build(name, p, spec["options"])
+        model = _build(name, cls, p, spec["options"])
     model.build_spec = spec
     return model

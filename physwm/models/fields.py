@@ -12,10 +12,12 @@ with the model), set by :meth:`NeuralField.fit_normalization` (``ODEModel.fit_no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..systems import get_system
 from ..systems.base import VectorField, check_state_control
 from .base import Normalizer
 
@@ -23,8 +25,8 @@ __all__ = [
     "NeuralField",
     "HybridField",
     "StateControlFeatures",
-    "CartPoleFeatures",
-    "FEATURES",
+    "SystemFeatures",
+    "make_features",
     "ACTIVATIONS",
     "make_mlp",
 ]
@@ -108,37 +110,49 @@ class StateControlFeatures(nn.Module):
         return x
 
 
-class CartPoleFeatures(nn.Module):
-    """Physically meaningful CartPole features ``[sin theta, cos theta, x_dot, theta_dot, force]``: ``[..., 5]``.
+class SystemFeatures(nn.Module):
+    """A system's own residual features ``[state_features(x), u]``: ``[..., k + m]`` (see
+    :meth:`physwm.systems.System.state_features`; for CartPole ``[sin theta, cos theta, x_dot, theta_dot,
+    force]``, leaving out the cart position and the raw angle, so a network fed these extrapolates to
+    positions and angles it never saw).
 
-    Leaves out the cart position ``x`` (the dynamics do not depend on it: translation invariance) and
-    the raw angle (the dynamics are 2 pi periodic in it), so a network fed these extrapolates to
-    positions and angles it never saw.
+    Args:
+        system: a :class:`~physwm.systems.System` class or instance, or a system name.
+        state_dim, control_dim: the sizes the caller expects (checked against the system).
     """
 
-    out_dim = 5
-
-    def __init__(self, state_dim: int = 4, control_dim: int = 1):
+    def __init__(self, system: Any, state_dim: int, control_dim: int):
         super().__init__()
-        if state_dim != 4 or control_dim != 1:
+        cls = get_system(system)
+        if (state_dim, control_dim) != (cls.state_dim, cls.control_dim):
             raise ValueError(
-                f"CartPole features need state_dim 4 and control_dim 1, got {state_dim} and {control_dim}"
+                f"{cls.__name__} features need state_dim {cls.state_dim} and control_dim {cls.control_dim}, "
+                f"got {state_dim} and {control_dim}"
             )
+        self.system = cls
         self.state_dim, self.control_dim = state_dim, control_dim
+        self.out_dim = int(cls.state_features(torch.zeros(1, state_dim)).shape[-1]) + control_dim
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        theta = x[..., 2]
-        return torch.stack(
-            (torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3], u[..., 0].to(x.dtype)), dim=-1
-        )
+        return torch.cat((self.system.state_features(x), u.to(x.dtype)), dim=-1)
 
     def state_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The features that depend on the state, ``[..., 4]``; the force follows them unchanged."""
-        theta = x[..., 2]
-        return torch.stack((torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3]), dim=-1)
+        """The features that depend on the state, ``[..., k]``; the control follows them unchanged."""
+        return self.system.state_features(x)
+
+    def extra_repr(self) -> str:
+        return f"system={self.system.__name__}, out_dim={self.out_dim}"
 
 
-FEATURES: dict[str, type[nn.Module]] = {"state": StateControlFeatures, "cartpole": CartPoleFeatures}
+def make_features(features: Any, state_dim: int, control_dim: int) -> nn.Module:
+    """The features module of a name: ``"state"`` (raw ``[x, u]``) or a system (name, class or instance)."""
+    if isinstance(features, str) and features == "state":
+        return StateControlFeatures(state_dim, control_dim)
+    try:
+        return SystemFeatures(features, state_dim, control_dim)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"unknown features {features!r}: give 'state' or a system ({err})") from err
+
 
 # Parameter-free activations and the functions they compute (a bound field calls these directly).
 _FUNCTIONAL = {FastTanh: fast_tanh, nn.Tanh: torch.tanh, nn.SiLU: nn.functional.silu, nn.ReLU: torch.relu}
@@ -156,7 +170,8 @@ class NeuralField(VectorField):
         control_dim: m, size of the control.
         hidden: hidden-layer widths.
         activation: one of ``ACTIVATIONS`` (smooth ones, ``tanh``/``silu``, suit ODE solvers).
-        features: ``"state"`` (raw ``[x, u]``) or ``"cartpole"`` (:class:`CartPoleFeatures`).
+        features: ``"state"`` (raw ``[x, u]``) or a system whose residual features to use (a name such as
+            ``"cartpole"``, a System class or instance; see :class:`SystemFeatures`).
         rows: state rows the field outputs (e.g. ``(1, 3)``, the CartPole accelerations, for a
             residual); default all ``n``. The output then has shape ``[..., len(rows)]``.
         residual: use as a correction term: the last layer starts at zero (the net outputs exactly 0
@@ -171,15 +186,13 @@ class NeuralField(VectorField):
         control_dim: int,
         hidden: Sequence[int] = (64, 64),
         activation: str = "tanh",
-        features: str = "state",
+        features: Any = "state",
         rows: Sequence[int] | None = None,
         residual: bool = False,
     ):
         super().__init__()
         if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
             raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
-        if features not in FEATURES:
-            raise ValueError(f"unknown features {features!r}; valid: {sorted(FEATURES)}")
         self.state_dim = state_dim
         self.control_dim = control_dim
         self.rows = tuple(range(state_dim)) if rows is None else tuple(int(r) for r in rows)
@@ -188,8 +201,8 @@ class NeuralField(VectorField):
         self.residual = bool(residual)
         self.hidden = _check_hidden(hidden)
         self.activation = activation
-        self.features_name = features
-        self.features = FEATURES[features](state_dim, control_dim)
+        self.features = make_features(features, state_dim, control_dim)
+        self.features_name = features if isinstance(features, str) else self.features.system.name
         self.in_norm = Normalizer(self.features.out_dim)
         self.out_norm = Normalizer(len(self.rows))
         self.net = make_mlp(self.features.out_dim, len(self.rows), self.hidden, activation, zero_last=self.residual)
@@ -342,10 +355,6 @@ class HybridField(VectorField):
         if not value >= 0:
             raise ValueError(f"penalty must be >= 0, got {value}")
         self._penalty = value
-
-    def residual_output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """The residual's contribution ``[..., len(rows)]`` in physical units."""
-        return self.residual(x, u)
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         check_state_control(x, u, self.state_dim, self.control_dim)

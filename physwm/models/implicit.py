@@ -25,16 +25,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import nonnegative_int, positive_int
 from .base import WorldModel, check_batch
 from .fields import make_mlp
 
 __all__ = ["MLPModel", "GaussianMLPModel", "VAEModel", "GRUModel", "TransformerModel"]
-
-
-def _positive_int(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _noise(seed: int, draw: int, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
@@ -199,7 +194,7 @@ class VAEModel(_DeltaModel):
         seed: int = 0,
     ):
         super().__init__(state_dim, control_dim, dt)
-        self.latent_dim = _positive_int("latent_dim", latent_dim)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.beta = float(beta)
@@ -261,11 +256,9 @@ class GRUModel(_DeltaModel):
         warmup: int = 0,
     ):
         super().__init__(state_dim, control_dim, dt)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
-        self.warmup = warmup
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.warmup = nonnegative_int(warmup, "warmup")
         self.gru = nn.GRU(state_dim + control_dim, hidden_size, num_layers, batch_first=True)
         self.head = nn.Linear(hidden_size, state_dim)
 
@@ -358,7 +351,7 @@ class TransformerModel(_DeltaModel):
     ):
         super().__init__(state_dim, control_dim, dt)
         for name, v in (("d_model", d_model), ("heads", heads), ("layers", layers), ("context", context)):
-            _positive_int(name, v)
+            positive_int(v, name)
         if d_model % heads:
             raise ValueError(f"heads ({heads}) must divide d_model ({d_model})")
         if activation not in ("gelu", "relu"):

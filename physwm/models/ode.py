@@ -26,7 +26,8 @@ class ODEModel(WorldModel):
     def __init__(self, field: VectorField, integrator: Integrator | str = "rk4", dt: float = 0.02):
         super().__init__(field.state_dim, field.control_dim, dt)
         self.field = field
-        self.integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+        self.integrator = get_integrator(integrator)
+        self.integrator.check_field(field)
 
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._check(x, u)

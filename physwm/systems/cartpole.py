@@ -48,38 +48,48 @@ Mechanical energy (zero potential at the hinge height):
     E = \tfrac12 M \dot x^2 + m l \dot x \dot\theta\cos\theta + \tfrac23 m l^2 \dot\theta^2 + m g l \cos\theta
 
 Friction only removes energy: ``dE/dt = -F_fr * x_dot - b_p * theta_dot**2 + F * x_dot``.
+
+Everything about CartPole lives in this file: the constants, the equations and energy, the description
+(state table, learnable constants, residual features), gymnasium's termination rule and the control
+tasks (balance with an LQR terminal cost, swing-up).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
 
-from .base import VectorField, check_state_control
+from .base import Constant, Parameters, Quantity, System, Task, wrap_angle
+from .costs import QuadraticCost
+from .linear import lqr
 
-__all__ = ["CartPoleParams", "CartPole", "cartpole_dynamics", "cartpole_energy", "LEARNABLE_CONSTANTS"]
+__all__ = [
+    "CartPoleParams",
+    "CartPole",
+    "cartpole_dynamics",
+    "cartpole_energy",
+    "FRICTION_PARAMS",
+    "X_THRESHOLD",
+    "THETA_THRESHOLD",
+    "balance_cost",
+    "balance_terminal_cost",
+    "balance_success",
+    "swingup_cost",
+    "swingup_success",
+]
 
-# Constants that may be turned into learnable, positive parameters, with the scale (in their own unit)
-# of the learnable parameter ``raw = value / scale`` (see CartPole). A scale near the expected size keeps
-# Adam's steps (about lr in raw units) meaningful in physical units.
-LEARNABLE_CONSTANTS: dict[str, float] = {
-    "gravity": 10.0,
-    "masscart": 1.0,
-    "masspole": 0.1,
-    "length": 0.5,
-    "cart_viscous": 0.1,
-    "cart_coulomb": 0.1,
-    "pole_damping": 0.01,
-}
+#: CartPole-v1's termination thresholds: cart position (m) and pole angle (rad, 12 degrees).
+X_THRESHOLD = 2.4
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
 
 
 @dataclass(frozen=True)
-class CartPoleParams:
+class CartPoleParams(Parameters):
     """Physical constants of a CartPole (gymnasium CartPole-v1 values by default).
 
     Attributes:
@@ -110,20 +120,8 @@ class CartPoleParams:
     pole_damping: Any = 0.0
     coulomb_smoothing: float = 0.01
 
-    def __post_init__(self) -> None:
-        positive = ("gravity", "masscart", "masspole", "length", "force_mag", "tau")
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, torch.Tensor):
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"CartPoleParams.{f.name} must be a number, got {type(v).__name__}")
-            if not math.isfinite(v):
-                raise ValueError(f"CartPoleParams.{f.name} must be finite, got {v}")
-            if f.name in positive and v <= 0:
-                raise ValueError(f"CartPoleParams.{f.name} must be > 0, got {v}")
-            if f.name not in positive and v < 0:
-                raise ValueError(f"CartPoleParams.{f.name} must be >= 0, got {v}")
+    positive_fields = ("gravity", "masscart", "masspole", "length", "force_mag", "tau")
+    nonnegative_fields = ("cart_viscous", "cart_coulomb", "pole_damping", "coulomb_smoothing")
 
     @property
     def total_mass(self):
@@ -141,26 +139,12 @@ class CartPoleParams:
         terms = (self.cart_viscous, self.cart_coulomb, self.pole_damping)
         return any(isinstance(v, torch.Tensor) or v != 0.0 for v in terms)
 
-    def replace(self, **changes: Any) -> CartPoleParams:
-        """A copy with some fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, float]:
-        """Plain-float dict of all fields (tensors are detached to floats), for metadata and JSON."""
-        return {f.name: _as_float(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CartPoleParams:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown CartPoleParams fields {unknown}; valid: {sorted(names)}")
-        return cls(**{k: float(v) for k, v in d.items()})
-
-
-def _as_float(v: Any) -> float:
-    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+#: A reference "true" system with friction (a moderate, clearly measurable gap to the frictionless
+#: equations): viscous cart friction 0.1 N s/m, Coulomb cart friction 0.1 N, pole joint damping
+#: 0.005 N m s/rad (a damping term of 0.1 * theta_dot in the pole's angular equation, about 5% of
+#: gravity's during full swings).
+FRICTION_PARAMS = CartPoleParams(cart_viscous=0.1, cart_coulomb=0.1, pole_damping=0.005)
 
 
 def _smooth_sign(v: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -208,120 +192,264 @@ def cartpole_energy(x: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
     return kinetic + m * p.gravity * l * torch.cos(theta)
 
 
-class _StraightThroughClamp(torch.autograd.Function):
-    """``max(raw, floor)`` in the forward pass, the identity in the backward pass.
+# --- control tasks --------------------------------------------------------------------------------
 
-    Together with :func:`_project_gradient` (a hook on the learnable leaf, applied to its accumulated
-    gradient) this is projected gradient descent onto ``raw >= floor``: a constant can
-    sit exactly on its bound (zero friction: the nominal physics, bit for bit) and still leave it when
-    the data ask for it, which a smooth transform (softplus, exp) cannot do: its gradient vanishes at the
-    bound. Masking the total gradient, not each use's share, makes backprop and the adjoint method agree.
+
+def balance_cost(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    x_threshold: float = X_THRESHOLD,
+    theta_threshold: float = THETA_THRESHOLD,
+    failure_cost: float = 100.0,
+    velocity_weight: float = 0.01,
+    control_weight: float = 0.0,
+) -> torch.Tensor:
+    """Running cost of CartPole-v1's balancing task, batched.
+
+    ``(theta / theta_th)^2 + 0.1 (x / x_th)^2 + velocity_weight (x_dot^2 + theta_dot^2)
+    + control_weight u^2 + failure_cost * [|x| > x_th or |theta| > theta_th]``: keep the pole upright and
+    the cart near the centre, and above all never cross the termination thresholds.
+
+    Args:
+        x: states ``[..., 4]`` (x m, x_dot m/s, theta rad, theta_dot rad/s).
+        u: forces ``[..., 1]``, N.
+        x_threshold: cart position bound, m.
+        theta_threshold: pole angle bound, rad (12 degrees).
+        failure_cost: cost of a state beyond a bound.
+        velocity_weight: weight of the squared velocities ((m/s)^-2, (rad/s)^-2).
+        control_weight: weight of the squared force, N^-2.
+
+    Returns:
+        Cost ``[...]`` (dimensionless), same dtype as ``x``.
     """
+    pos, x_dot, theta, theta_dot = x[..., 0], x[..., 1], x[..., 2], x[..., 3]
+    c = (theta / theta_threshold).square() + 0.1 * (pos / x_threshold).square()
+    if velocity_weight:
+        c = c + velocity_weight * (x_dot.square() + theta_dot.square())
+    if control_weight:
+        c = c + control_weight * u[..., 0].to(x.dtype).square()
+    failed = (pos.abs() > x_threshold) | (theta.abs() > theta_threshold)
+    return c + failure_cost * failed.to(x.dtype)
 
-    @staticmethod
-    def forward(ctx, raw: torch.Tensor, floor: float) -> torch.Tensor:
-        return raw.clamp_min(floor)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, None
+def balance_terminal_cost(
+    params: CartPoleParams | None = None,
+    *,
+    x_threshold: float = X_THRESHOLD,
+    theta_threshold: float = THETA_THRESHOLD,
+    velocity_weight: float = 0.01,
+    control_weight: float = 1e-3,
+) -> QuadraticCost:
+    """Terminal cost of the balance task: the infinite-horizon LQR cost-to-go ``x^T P x`` about upright.
 
+    ``P`` solves the discrete Riccati equation of the CartPole linearised at upright rest (see
+    :func:`physwm.systems.linear.lqr`) with the state weights of :func:`balance_cost`
+    (``diag(0.1 / x_th^2, velocity_weight, 1 / theta_th^2, velocity_weight)``) and ``R = control_weight``.
+    It charges a plan for where its last state leads *after* the horizon: without it a 30-step
+    (0.6 s) search cannot see the cart drifting towards the end of the track, and CEM lets about one
+    CartPole-v1 episode in five run off it; with it the cart stays within a few decimetres.
 
-def _project_gradient(floor: float):
-    """Post-accumulate-grad hook: at or below ``floor`` keep only gradients whose descent step moves up.
+    Args:
+        params: constants to linearise (default gymnasium's CartPole-v1).
 
-    It acts on ``.grad`` once it is accumulated (``backward``), so on the total gradient; the inner
-    ``autograd.grad`` calls of the adjoint method are left alone.
+    Returns:
+        A :class:`~physwm.systems.costs.QuadraticCost` (``x [..., 4] -> [...]``).
     """
-
-    def hook(raw: torch.Tensor) -> None:
-        if raw.grad is not None:
-            raw.grad.masked_fill_((raw.detach() <= floor) & (raw.grad > 0), 0.0)
-
-    return hook
+    p = CartPoleParams() if params is None else CartPoleParams.from_dict(params.to_dict())
+    Q = np.diag([0.1 / x_threshold**2, velocity_weight, 1.0 / theta_threshold**2, velocity_weight])
+    return QuadraticCost(lqr(CartPole(p), p.tau, Q, np.array([[control_weight]])).P)
 
 
-# Constants that must stay strictly positive (the equations divide by them) are floored at this
-# fraction of their scale; friction terms may reach zero.
-_FLOOR = {"gravity": 1e-3, "masscart": 1e-3, "masspole": 1e-3, "length": 1e-3}
+def swingup_cost(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    x_weight: float = 0.05,
+    x_limit: float = 2.0,
+    wall_cost: float = 10.0,
+    theta_dot_weight: float = 0.01,
+    x_dot_weight: float = 0.0,
+    control_weight: float = 1e-4,
+) -> torch.Tensor:
+    """Running cost of the swing-up task (pole from hanging to upright, then held), batched.
+
+    ``(1 - cos theta) + x_weight x^2 + wall_cost * relu(|x| - x_limit)^2
+    + theta_dot_weight theta_dot^2 + control_weight u^2``. ``1 - cos theta`` is 0 upright and 2
+    hanging, periodic in theta, so the number of turns does not matter; the soft wall keeps the cart
+    on a track of +-``x_limit`` m.
+
+    Args:
+        x: states ``[..., 4]`` (x m, x_dot m/s, theta rad, theta_dot rad/s).
+        u: forces ``[..., 1]``, N.
+        x_weight: weight of the squared cart position, m^-2.
+        x_limit: half-length of the track the cart should stay on, m.
+        wall_cost: weight of the squared excursion beyond ``x_limit``, m^-2.
+        theta_dot_weight: weight of the squared angular velocity, (rad/s)^-2.
+        control_weight: weight of the squared force, N^-2.
+
+    Returns:
+        Cost ``[...]`` (dimensionless), same dtype as ``x``.
+    """
+    pos, theta, theta_dot = x[..., 0], x[..., 2], x[..., 3]
+    c = (1.0 - torch.cos(theta)) + x_weight * pos.square() + theta_dot_weight * theta_dot.square()
+    c = c + wall_cost * torch.relu(pos.abs() - x_limit).square()
+    if x_dot_weight:
+        c = c + x_dot_weight * x[..., 1].square()
+    if control_weight:
+        c = c + control_weight * u[..., 0].to(x.dtype).square()
+    return c
 
 
-class CartPole(VectorField):
+def balance_success(
+    states: np.ndarray, *, steps: int | None = None, x_threshold: float = X_THRESHOLD,
+    theta_threshold: float = THETA_THRESHOLD,
+) -> bool:
+    """Balanced: every state within CartPole-v1's bounds (and at least ``steps`` transitions, if given).
+
+    Args:
+        states: ``[T+1, 4]`` closed-loop states (x m, x_dot m/s, theta rad, theta_dot rad/s).
+        steps: episode length required, control steps (CartPole-v1: 500); ``run_episode`` checks the
+            length itself.
+    """
+    s = np.asarray(states, dtype=np.float64)
+    if steps is not None and s.shape[0] - 1 < steps:
+        return False
+    ok = (np.abs(s[:, 0]) <= x_threshold) & (np.abs(s[:, 2]) <= theta_threshold)
+    return bool(ok.all())
+
+
+def swingup_success(
+    states: np.ndarray, dt: float, *, within: float = 5.0, hold: float = 2.0, angle_tol: float = THETA_THRESHOLD,
+    x_limit: float = X_THRESHOLD,
+) -> bool:
+    """Swung up and held: upright from some time ``t* <= within`` s to the end, which is ``>= hold`` s later.
+
+    Upright means ``|wrap(theta)| <= angle_tol`` (rad, 12 degrees by default) and ``|x| <= x_limit`` m.
+
+    Args:
+        states: ``[T+1, 4]`` closed-loop states.
+        dt: control period, s.
+        within: latest time to reach upright (and stay), s.
+        hold: minimum time upright until the end of the episode, s.
+    """
+    s = np.asarray(states, dtype=np.float64)
+    up = (np.abs(wrap_angle(s[:, 2])) <= angle_tol) & (np.abs(s[:, 0]) <= x_limit)
+    if not up[-1]:
+        return False
+    down = np.flatnonzero(~up)
+    t_star = 0 if down.size == 0 else int(down[-1]) + 1  # first index of the final upright stretch
+    return t_star * dt <= within + 1e-9 and (len(s) - 1 - t_star) * dt >= hold - 1e-9
+
+
+# --- the system -----------------------------------------------------------------------------------
+
+
+class CartPole(System):
     """CartPole vector field ``dx/dt = f(x, u)`` (see the module docstring for the equations).
 
     Args:
         params: physical constants; gymnasium CartPole-v1 by default.
-        learnable: names of constants to turn into learnable, positivity-constrained parameters
-            (any of ``LEARNABLE_CONSTANTS``), for system identification by gradient descent. Each is
-            stored as ``raw = value / scale`` and used as ``scale * max(raw, floor)`` with the gradient of
-            projected gradient descent (see ``_StraightThroughClamp``): friction may sit exactly at zero and
-            leave it when the data ask; masses, length and gravity stay above 0.1% of their scale. With
-            Adam, every constant moves by about ``lr * scale`` per step. An untrained model with
-            learnable constants is the nominal physics (to float32 rounding of the constants).
+        learnable: names of constants to turn into learnable, bounded parameters (any of
+            ``CartPole.constants``), for system identification by gradient descent (see
+            :class:`~physwm.systems.base.System`).
 
-    Shapes: ``x [..., 4]``, ``u [..., 1]`` -> ``[..., 4]``; works in float32 and float64 and is
-    differentiable in ``x``, ``u`` and the learnable constants.
+    Shapes: ``x [..., 4]``, ``u [..., 1]`` -> ``[..., 4]``.
     """
 
-    state_dim = 4
-    control_dim = 1
+    name = "cartpole"
+    Params = CartPoleParams
+    states = (
+        Quantity("x", "m", "position", "cart position x (m)"),
+        Quantity("x_dot", "m/s", "velocity", "cart velocity dx/dt (m/s)"),
+        Quantity("theta", "rad", "angle", "pole angle θ (rad)"),
+        Quantity("theta_dot", "rad/s", "angular_velocity", "pole angular velocity dθ/dt (rad/s)"),
+    )
+    controls = (Quantity("force", "N", "other", "force on the cart F (N)"),)
     position_index = (0, 2)
     velocity_index = (1, 3)
+    # Constants that may be identified, with the scale of ``raw = value / scale`` (a scale near the
+    # expected size keeps Adam's steps, about lr in raw units, meaningful in physical units). Masses,
+    # length and gravity are floored at 1e-3 of their scale (the equations divide by them).
+    constants = {
+        "gravity": Constant(10.0, floor=1e-3),
+        "masscart": Constant(1.0, floor=1e-3),
+        "masspole": Constant(0.1, floor=1e-3),
+        "length": Constant(0.5, floor=1e-3),
+        "cart_viscous": Constant(0.1),
+        "cart_coulomb": Constant(0.1),
+        "pole_damping": Constant(0.01),
+    }
+    # Identified by default (explicit model and the physics half of the hybrid). Gravity is known; the
+    # masses and the half-length set the inertia, the friction terms are what the nominal CartPole-v1
+    # model lacks. All are identifiable from force-driven data (the force fixes the scale).
+    identify = ("length", "masspole", "masscart", "cart_viscous", "cart_coulomb", "pole_damping")
+    env_id = "physwm/CartPole-v0"
+    reference_env_id = "CartPole-v1"
+    reset_low = (-0.05, -0.05, -0.05, -0.05)
+    reset_high = (0.05, 0.05, 0.05, 0.05)
+    variants = {"nominal": CartPoleParams(), "friction": FRICTION_PARAMS}
+    true_variant = "friction"
+    lqr_q = (1.0, 1.0, 10.0, 1.0)
+    phase_dims = (2, 3)
+    goal_band = THETA_THRESHOLD
 
-    def __init__(self, params: CartPoleParams | None = None, learnable: tuple[str, ...] | list[str] = ()):
-        super().__init__()
-        self.base_params = params if params is not None else CartPoleParams()
-        if not isinstance(self.base_params, CartPoleParams):
-            raise TypeError(f"params must be a CartPoleParams, got {type(self.base_params).__name__}")
-        unknown = sorted(set(learnable) - set(LEARNABLE_CONSTANTS))
-        if unknown:
-            raise ValueError(f"unknown learnable constants {unknown}; valid: {sorted(LEARNABLE_CONSTANTS)}")
-        self.learnable = tuple(learnable)
-        self.raw = nn.ParameterDict()
-        for name in self.learnable:
-            scale = LEARNABLE_CONSTANTS[name]
-            value = float(getattr(self.base_params, name)) / scale
-            self.raw[name] = nn.Parameter(torch.tensor(value, dtype=torch.float32))
-        self._register_projection()
+    dynamics = staticmethod(cartpole_dynamics)
+    mechanical_energy = staticmethod(cartpole_energy)
 
-    def _register_projection(self) -> None:
-        for name, raw in self.raw.items():
-            raw.register_post_accumulate_grad_hook(_project_gradient(_FLOOR.get(name, 0.0)))
+    @classmethod
+    def state_features(cls, x: torch.Tensor) -> torch.Tensor:
+        """``[sin theta, cos theta, x_dot, theta_dot]`` ``[..., 4]``: the cart's position is left out (the
+        dynamics do not depend on it), so a learned correction cannot fit spurious position effects."""
+        theta = x[..., 2]
+        return torch.stack((torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3]), dim=-1)
 
-    def __setstate__(self, state) -> None:
-        # copies (deepcopy, pickle) get new leaf tensors: give them the projection hook again
-        super().__setstate__(state)
-        self._register_projection()
+    @classmethod
+    def failed(cls, state: np.ndarray, params: Any) -> bool:
+        """CartPole-v1's termination: ``|x| > 2.4`` m or ``|theta| > 12`` degrees."""
+        x, theta = float(state[0]), float(state[2])
+        return bool(x < -X_THRESHOLD or x > X_THRESHOLD or theta < -THETA_THRESHOLD or theta > THETA_THRESHOLD)
 
-    @property
-    def params(self) -> CartPoleParams:
-        """Current constants: the base params with learnable ones replaced by their tensor values."""
-        if not self.learnable:
-            return self.base_params
-        clamp = _StraightThroughClamp.apply
-        values = {n: LEARNABLE_CONSTANTS[n] * clamp(self.raw[n], _FLOOR.get(n, 0.0)) for n in self.learnable}
-        return self.base_params.replace(**values)
+    @classmethod
+    def observation_high(cls, terminate: bool) -> np.ndarray:
+        """CartPole-v1's observation bound when episodes terminate (twice the thresholds), else unbounded."""
+        if terminate:
+            return np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], np.float32)
+        return np.full(4, np.inf, dtype=np.float32)
 
-    def identified(self) -> dict[str, float]:
-        """Current values of the learnable constants as floats."""
-        p = self.params
-        return {n: _as_float(getattr(p, n)) for n in self.learnable}
+    @classmethod
+    def reward(cls, state: np.ndarray, control: np.ndarray, next_state: np.ndarray, terminated: bool) -> float:
+        """CartPole-v1's reward: +1 for every step, including the terminating one."""
+        return 1.0
 
-    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        check_state_control(x, u, self.state_dim, self.control_dim)
-        return cartpole_dynamics(x, u, self.params)
+    @classmethod
+    def action_levels(cls, params: CartPoleParams) -> tuple[float, ...]:
+        """CartPole-v1's two actions: push left (-force_mag) and right (+force_mag), N."""
+        f = float(params.force_mag)
+        return (-f, f)
 
-    def bind_controls(self, u: torch.Tensor):
-        """``f(x [B, 4], t) = dx/dt`` under ``u[:, t]``, with the constants computed once per rollout (the
-        fast path of fixed-step :meth:`Integrator.rollout <physwm.integrators.Integrator.rollout>`)."""
-        p = self.params
-        return lambda x, t: cartpole_dynamics(x, u[:, t], p)
+    @classmethod
+    def control_bounds(cls, params: CartPoleParams) -> tuple[np.ndarray, np.ndarray]:
+        """The force bound ``+-force_mag`` (N)."""
+        f = float(params.force_mag)
+        return np.array([-f]), np.array([f])
 
-    def energy(self, x: torch.Tensor) -> torch.Tensor:
-        """Mechanical energy ``[...]`` (J) of states ``x [..., 4]``."""
-        if x.ndim == 0 or x.shape[-1] != self.state_dim:
-            raise ValueError(f"state must have shape [..., 4], got {tuple(x.shape)}")
-        return cartpole_energy(x, self.params)
+    @classmethod
+    def substeps(cls, params: CartPoleParams) -> int:
+        """Sub-steps per control period the environments take by default: 1 without friction, 10 with
+        (the smoothed Coulomb term switches within a few milliseconds, which RK4 resolves at ~2 ms)."""
+        return 10 if params.has_friction else 1
 
-    def extra_repr(self) -> str:
-        return f"params={self.base_params}, learnable={self.learnable}"
+    @classmethod
+    def tasks(cls, params: CartPoleParams | None = None) -> dict[str, Task]:
+        """``balance`` (CartPole-v1's task, 500 steps, LQR terminal cost) and ``swingup`` (from hanging, on
+        the environment without termination, 350 steps: up within 5 s and held for 2 s)."""
+        p = CartPoleParams() if params is None else params
+        pi = math.pi
+        return {
+            "balance": Task("balance", balance_cost, 500, balance_success, terminate=True, horizon=30,
+                            terminal_cost=balance_terminal_cost(p)),
+            "swingup": Task("swingup", swingup_cost, 350, partial(swingup_success, dt=float(p.tau)),
+                            start_low=(-0.05, -0.05, pi - 0.05, -0.05), start_high=(0.05, 0.05, pi + 0.05, 0.05),
+                            terminate=False, horizon=40),
+        }

@@ -6,19 +6,15 @@ arithmetic. :func:`compiled_rollout` compiles ``chunk`` consecutive steps with `
 (inductor; C++ with OpenMP on CPU) into one loop over the batch that keeps the state in registers.
 
 There is still one source of the equations: the compiled function calls the integrator's own step
-(``integrator._advance(field, x, u, dt)``, the code ``Integrator.rollout`` runs) and thereby the field's
+(``integrator.advance(field, x, u, dt)``, the code ``Integrator.rollout`` runs) and thereby the field's
 ``forward`` (for :class:`~physwm.systems.CartPole`, :func:`~physwm.systems.cartpole.cartpole_dynamics`).
 Nothing is re-typed.
 
-One graph pass makes the fusion work. A field such as CartPole assembles ``dx/dt`` with
-``torch.stack(..., dim=-1)`` and the integrator adds ``h * dx/dt`` to the stacked state, so the compiled
-graph keeps materialising ``[B, n]`` arrays with the state variables interleaved; the C++ code generator
-then falls back to scalar code (the loads are strided). The pass (:func:`split_state_columns`) rewrites
-element-wise operations on such stacked tensors into the same operations on their ``n`` columns
-(``(a ⊕ b)[..., j] = a[..., j] ⊕ b[..., j]``), so each state variable lives in its own contiguous
-vector. It re-associates no arithmetic and changes no operation, so the fused rollout agrees with the
-eager one to float round-off (vectorised ``sin``/``cos`` may differ from the scalar library ones in
-the last bit; CartPole is chaotic, so such differences grow along long rollouts like any round-off).
+One graph pass makes the fusion work (:mod:`physwm.integrators.graph_pass`): it splits element-wise
+operations on stacked state vectors into one contiguous vector per state variable, so the C++ code
+generator emits vector code. It re-associates no arithmetic and changes no operation, so the fused rollout
+agrees with the eager one to float round-off (vectorised ``sin``/``cos`` may differ from the scalar library
+ones in the last bit; CartPole is chaotic, so such differences grow along long rollouts like any round-off).
 
 Inside, the state is kept time-major with one row per state variable (``[T+1, n, B]``); the rollout
 returns the batch-first view ``[B, T+1, n]`` of that buffer (no copy; call ``.contiguous()`` if a
@@ -40,8 +36,7 @@ the same numbers, only slower.
 
 Example::
 
-    from physwm import CartPole, Euler
-    from physwm.fused import compiled_rollout
+    from physwm import CartPole, Euler, compiled_rollout
 
     rollout = compiled_rollout(CartPole(), Euler(), dt=0.02)
     states = rollout(x0, u)          # x0 [B, 4], u [B, T, 1] -> [B, T+1, 4]
@@ -49,200 +44,22 @@ Example::
 
 from __future__ import annotations
 
-import operator
 import shutil
 import threading
 import time
 import types
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 import torch
-from torch import fx
 
-from .integrators import Integrator, _check_dt
-from .systems.base import VectorField
+from ..checks import check_dt, positive_int
+from ..systems.base import VectorField
+from .base import Integrator, check_rollout_args
+from .graph_pass import column_pass
+from .registry import get_integrator
 
-__all__ = ["FusedRollout", "compiled_rollout", "compile_available", "split_state_columns"]
-
-_aten = torch.ops.aten
-
-# Largest last dimension the column pass splits (state and control dimensions are small).
-_MAX_COLUMNS = 32
-
-
-# --------------------------------------------------------------------------------------------------
-# The graph pass
-# --------------------------------------------------------------------------------------------------
-
-
-def _meta(n: Any) -> Any:
-    return n.meta.get("val") if isinstance(n, fx.Node) else None
-
-
-def _last_dim(d: Any, ndim: int) -> bool:
-    return isinstance(d, int) and ndim > 0 and (d == -1 or d == ndim - 1)
-
-
-def split_state_columns(graph: fx.Graph) -> int:
-    """Rewrite element-wise ops on stacked tensors ``[..., C]`` into ops on their ``C`` columns.
-
-    Works on an aten-level FX graph whose nodes carry ``meta["val"]`` (inductor's post-grad graphs).
-    A value gets a *column form* (a list of ``C`` nodes of shape ``[...]``) when it is
-
-    * ``unsqueeze(a, -1)`` (one column, ``a``) or ``stack(parts, -1)`` (the parts),
-    * ``cat(parts, -1)`` of values at least one of which has a column form,
-    * an element-wise (``torch.Tag.pointwise``, not random) op of which at least one tensor argument
-      has a column form; its other tensor arguments are 0-dim, broadcast along the last dimension
-      (size 1) or split by ``select``.
-
-    ``select(v, -1, j)``/``unbind(v, -1)`` of such a value then read the column directly, and any
-    other use of it gets the columns stacked back together, so the graph computes exactly the same
-    values with exactly the same operations. Dead nodes are removed.
-
-    Args:
-        graph: the graph, modified in place.
-
-    Returns:
-        The number of uses rewritten (0 if the graph has nothing to split).
-    """
-    cols: dict[fx.Node, list[fx.Node]] = {}
-    from_self: set[fx.Node] = set()  # nodes whose columns are plain selects of the node itself
-    keep: set[fx.Node] = set()  # split nodes that stay valid as they are (views, stack, cat)
-    rewrites = 0
-
-    def select(n: fx.Node, j: int) -> fx.Node:
-        with graph.inserting_after(n):
-            s = graph.call_function(_aten.select.int, (n, -1, j))
-        s.meta["val"] = _meta(n).select(-1, j)
-        return s
-
-    def columns_of(n: Any, c: int) -> list[Any] | None:
-        if n in cols:
-            return cols[n] if len(cols[n]) == c else None
-        v = _meta(n)
-        if not isinstance(v, torch.Tensor) or v.ndim == 0 or v.shape[-1] != c or c > _MAX_COLUMNS:
-            return None
-        cs = [select(n, j) for j in reversed(range(c))][::-1]
-        cols[n] = cs
-        from_self.add(n)
-        return cs
-
-    for node in list(graph.nodes):
-        if node.op != "call_function":
-            continue
-        target, out = node.target, _meta(node)
-        if target is _aten.unsqueeze.default:
-            a, d = node.args[0], node.args[1]
-            va = _meta(a)
-            if isinstance(va, torch.Tensor) and (d == -1 or d == va.ndim):
-                cols[node] = [a]
-                keep.add(node)
-        elif target is _aten.stack.default:
-            parts = node.args[0]
-            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-            if isinstance(out, torch.Tensor) and _last_dim(d, out.ndim) and len(parts) <= _MAX_COLUMNS:
-                cols[node] = list(parts)
-                keep.add(node)
-        elif target is _aten.select.int:
-            a, d, j = node.args
-            va = _meta(a)
-            if a in cols and a not in from_self and isinstance(va, torch.Tensor) and _last_dim(d, va.ndim):
-                node.replace_all_uses_with(cols[a][j])
-                rewrites += 1
-        elif target is _aten.unbind.int:
-            a = node.args[0]
-            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-            va = _meta(a)
-            if a in cols and a not in from_self and isinstance(va, torch.Tensor) and _last_dim(d, va.ndim):
-                for user in list(node.users):
-                    if user.op == "call_function" and user.target is operator.getitem:
-                        user.replace_all_uses_with(cols[a][user.args[1]])
-                        rewrites += 1
-        elif target is _aten.cat.default:
-            parts = node.args[0]
-            d = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-            if not isinstance(out, torch.Tensor) or not _last_dim(d, out.ndim) or out.shape[-1] > _MAX_COLUMNS:
-                continue
-            if not any(p in cols for p in parts):
-                continue
-            cs: list[Any] = []
-            for p in parts:
-                pc = cols.get(p) or columns_of(p, _meta(p).shape[-1])
-                if pc is None:
-                    break
-                cs.extend(pc)
-            else:
-                cols[node] = cs
-                keep.add(node)
-        elif (
-            isinstance(target, torch._ops.OpOverload)
-            and torch.Tag.pointwise in target.tags
-            and torch.Tag.nondeterministic_seeded not in target.tags
-        ):
-            if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[-1] > _MAX_COLUMNS:
-                continue
-            if any(isinstance(v, fx.Node) for v in node.kwargs.values()):
-                continue
-            c = out.shape[-1]
-            if not any(isinstance(a, fx.Node) and len(cols.get(a, ())) == c for a in node.args):
-                continue
-            per_arg: list[list[Any]] = []
-            for a in node.args:
-                if isinstance(a, (list, tuple)) and any(isinstance(x, fx.Node) for x in a):
-                    break
-                va = _meta(a)
-                if not isinstance(va, torch.Tensor) or va.ndim == 0:
-                    per_arg.append([a] * c)
-                elif va.shape[-1] == c and (ac := columns_of(a, c)) is not None:
-                    per_arg.append(ac)
-                elif va.shape[-1] == 1:
-                    per_arg.append([select(a, 0)] * c)
-                else:
-                    break
-            else:
-                new: list[fx.Node] = []
-                with graph.inserting_after(node):
-                    for j in reversed(range(c)):
-                        n = graph.call_function(target, tuple(pa[j] for pa in per_arg), dict(node.kwargs))
-                        n.meta["val"] = out.select(-1, j)
-                        new.append(n)
-                cols[node] = new[::-1]
-
-    # Every other use of a split value gets the columns stacked back (exactly the original value).
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for node, cs in cols.items():
-        if node in from_self or node in keep or not node.users:
-            continue
-        first_user = min(node.users, key=order.__getitem__)
-        with graph.inserting_before(first_user):
-            parts = []
-            for c in cs:
-                p = graph.call_function(_aten.unsqueeze.default, (c, -1))
-                p.meta["val"] = _meta(c).unsqueeze(-1)
-                parts.append(p)
-            stacked = graph.call_function(_aten.cat.default, (parts, -1))
-        stacked.meta["val"] = _meta(node)
-        node.replace_all_uses_with(stacked)
-    graph.eliminate_dead_code()
-    graph.lint()
-    return rewrites
-
-
-def _column_pass() -> Any:
-    """The pass wrapped as inductor's ``CustomGraphPass`` (with a uuid, so compiled code is cached)."""
-    from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
-
-    class _SplitStateColumns(CustomGraphPass):
-        def __call__(self, graph: fx.Graph) -> None:
-            split_state_columns(graph)
-
-        def uuid(self) -> Any:
-            return get_hash_for_files((__file__,))
-
-    return _SplitStateColumns()
+__all__ = ["FusedRollout", "compiled_rollout", "compile_available"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,7 +95,7 @@ def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps
         s = x.t()
         rows = []
         for k in range(steps):
-            s = integrator._advance(field, s, u[k].t(), dt)
+            s = integrator.advance(field, s, u[k].t(), dt)
             rows.extend(s.unbind(-1))
         states = torch.stack(rows).view(steps, x.shape[0], x.shape[1])
         out.copy_(states)
@@ -287,41 +104,12 @@ def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps
     return chunk
 
 
-_counter = 0
-_counter_lock = threading.Lock()
-
-
-def _fresh_code(fn: Callable) -> Callable:
-    """A copy of ``fn`` with its own code object, so torch.compile's per-code cache (and its recompile
-    limit) is not shared between different fields/integrators."""
-    global _counter
-    with _counter_lock:
-        _counter += 1
-        name = f"_physwm_fused_chunk_{_counter}"
+def _fresh_code(fn: Callable, owner: object) -> Callable:
+    """A copy of ``fn`` with its own code object (named after ``owner``), so torch.compile's per-code cache
+    (and its recompile limit) is not shared between different fields/integrators."""
+    name = f"_physwm_fused_chunk_{id(owner):x}"
     code = fn.__code__.replace(co_name=name)
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-
-
-def _all_finite(t: torch.Tensor) -> bool:
-    # A NaN or inf entry makes the sum NaN or inf, so a finite sum proves every entry finite (one fast
-    # reduction); only a non-finite sum (possibly overflow) needs the entry-wise check.
-    if not t.is_floating_point():
-        return True
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-def _check_inputs(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -> None:
-    """The checks of ``Integrator.rollout`` (same messages), with a cheaper finiteness test."""
-    if not isinstance(x0, torch.Tensor) or not isinstance(u, torch.Tensor):
-        raise TypeError(f"x0 and u must be torch tensors, got {type(x0).__name__} and {type(u).__name__}")
-    if x0.ndim != 2 or x0.shape[-1] != field.state_dim:
-        raise ValueError(f"x0 must have shape [B, {field.state_dim}], got {tuple(x0.shape)}")
-    if u.ndim != 3 or u.shape[-1] != field.control_dim or u.shape[0] != x0.shape[0]:
-        raise ValueError(f"u must have shape [B={x0.shape[0]}, T, {field.control_dim}], got {tuple(u.shape)}")
-    if not _all_finite(x0):
-        raise ValueError("x0 contains NaN or inf")
-    if not _all_finite(u):
-        raise ValueError("u contains NaN or inf")
 
 
 def _check_out(out: torch.Tensor, shape: tuple[int, int, int], x0: torch.Tensor) -> None:
@@ -377,9 +165,9 @@ class FusedRollout:
             raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
         if not isinstance(integrator, Integrator):
             raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer number of steps, got {chunk!r}")
-        self.field, self.integrator, self.dt, self.chunk = field, integrator, _check_dt(dt), chunk
+        chunk = positive_int(chunk, "chunk")
+        integrator.check_field(field)
+        self.field, self.integrator, self.dt, self.chunk = field, integrator, check_dt(dt), chunk
         self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
         self._eager = _chunk_function(field, integrator, self.dt, chunk)
         self._fn: Callable = self._eager
@@ -392,9 +180,10 @@ class FusedRollout:
             self._give_up("no C++ compiler found for torch.compile's inductor backend")
         else:
             try:
-                options = {"post_grad_custom_pre_pass": _column_pass()} if backend == "inductor" else None
+                graph_pass = column_pass() if backend == "inductor" else None
+                options = {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
                 self._fn = torch.compile(
-                    _fresh_code(self._eager), backend=backend, fullgraph=True, dynamic=dynamic, options=options
+                    _fresh_code(self._eager, self), backend=backend, fullgraph=True, dynamic=dynamic, options=options
                 )
                 self.compiled = True
             except Exception as err:  # torch without compile, unknown backend, ...
@@ -455,7 +244,7 @@ class FusedRollout:
         for large outputs, the operating system zero-filling) fresh memory on every call. ``x0`` and
         ``u`` may be views of it.
         """
-        _check_inputs(self.field, x0, u)
+        check_rollout_args(self.field, x0, u)
         batch, horizon, m = u.shape
         n, k = x0.shape[1], self.chunk
         if out is not None:
@@ -493,14 +282,6 @@ class FusedRollout:
         )
 
 
-# Most recently used rollouts, keyed by the identities of field and integrator (the entries hold both,
-# so an identity cannot be reused while its entry lives) and the settings. Bounded, so fields that are
-# no longer used are eventually released.
-_CACHE: OrderedDict[tuple, FusedRollout] = OrderedDict()
-_CACHE_SIZE = 32
-_CACHE_LOCK = threading.Lock()
-
-
 def compiled_rollout(
     field: VectorField,
     integrator: Integrator | str,
@@ -511,7 +292,7 @@ def compiled_rollout(
     dynamic: bool | None = False,
     fallback: bool = True,
 ) -> FusedRollout:
-    """A compiled drop-in for ``integrator.rollout(field, x0, u, dt)``; cached per field and settings.
+    """A compiled drop-in for ``integrator.rollout(field, x0, u, dt)``, cached on the field.
 
     Args:
         field: the vector field (its ``forward`` is what gets compiled).
@@ -528,18 +309,21 @@ def compiled_rollout(
             raise ``RuntimeError`` (``False``).
 
     Returns:
-        A :class:`FusedRollout`; the same object for the same field, integrator object and settings.
+        A :class:`FusedRollout`; the same object for the same field, integrator object and settings. The
+        cache lives on the field (copies and pickles of the field start without it) and holds the
+        integrator, so an integrator's identity cannot be reused while its entry lives.
     """
-    from .integrators import get_integrator
-
+    if not isinstance(field, VectorField):
+        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
     integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    key = (id(field), id(integrator), _check_dt(dt), chunk, backend, dynamic, fallback)
+    key = (id(integrator), check_dt(dt), chunk, backend, dynamic, fallback)
+    cache = field.__dict__.setdefault("_compiled_rollouts", {})
     with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None and cached.field is field and cached.integrator is integrator:
-            _CACHE.move_to_end(key)
+        cached = cache.get(key)
+        if cached is not None and cached.integrator is integrator:
             return cached
-        cached = _CACHE[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        cached = cache[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback)
     return cached
+
+
+_CACHE_LOCK = threading.Lock()

@@ -1,12 +1,9 @@
 """Figures of world models: phase portraits, vector fields, residuals, error curves, energy.
 
 Every function takes plain arrays (numpy or torch), draws them, and returns a matplotlib ``Figure``; none
-needs a model, so results saved to disk can be redrawn (``physwm plot DIR``). Colours are consistent
-across figures: one palette per model family, :data:`PALETTE` (the true system is always black).
-Axes carry units; CartPole's state is ``[x (m), x_dot (m/s), theta (rad), theta_dot (rad/s)]``.
-
-Non-finite values (a divergent model's NaN/inf) are not drawn; error curves mark such a model
-"diverged" in the legend.
+needs a model, so results saved to disk can be redrawn (``physwm plot DIR``). Axes carry the system's
+labels and units (``system=``, default the default system, CartPole). Non-finite values (a divergent
+model's NaN/inf) are not drawn; error curves mark such a model "diverged" in the legend.
 """
 
 from __future__ import annotations
@@ -14,121 +11,56 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = [
-    "PALETTE",
-    "STATE_LABELS",
-    "color",
-    "phase_portrait",
-    "vector_field",
-    "residual",
-    "error_vs_horizon",
-    "data_efficiency",
-    "energy",
-    "save",
-]
+from .palette import PALETTE, as_array, color, family_map, figure, phase_dims, state_labels
 
-#: One colour per model family (and the truth); model names not listed here get a stable fallback colour.
-PALETTE: dict[str, str] = {
-    "truth": "#000000",
-    "explicit": "#1f77b4",
-    "hybrid": "#d62728",
-    "node": "#2ca02c",
-    "mlp": "#ff7f0e",
-    "vae": "#9467bd",
-    "gru": "#8c564b",
-    "transformer": "#e377c2",
-    "ensemble": "#17becf",
-    "gaussian_mlp": "#bcbd22",
-}
-_FALLBACK = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d")
-
-#: Axis labels (with units) of CartPole's state dimensions.
-STATE_LABELS: tuple[str, ...] = (
-    "cart position x (m)",
-    "cart velocity dx/dt (m/s)",
-    "pole angle θ (rad)",
-    "pole angular velocity dθ/dt (rad/s)",
-)
-
-
-def color(name: str, family: str | None = None) -> str:
-    """The colour of a model: its family's in :data:`PALETTE`, else its name's, else a stable fallback."""
-    for key in (family, name):
-        if key is not None and key in PALETTE:
-            return PALETTE[key]
-    for fam in sorted(PALETTE, key=len, reverse=True):  # "hybrid_big" -> hybrid's colour
-        if name.startswith(fam):
-            return PALETTE[fam]
-    return _FALLBACK[sum(map(ord, name)) % len(_FALLBACK)]
-
-
-def _np(a: Any, name: str) -> np.ndarray:
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}") from err
-    return arr
-
-
-def _state_label(d: int) -> str:
-    return STATE_LABELS[d] if 0 <= d < len(STATE_LABELS) else f"state[{d}]"
-
-
-def _figure(ax=None, figsize=(6.0, 4.5)):
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
-
-
-def _families(families: Mapping[str, str] | None) -> Mapping[str, str]:
-    return families or {}
+__all__ = ["phase_portrait", "vector_field", "residual", "error_vs_horizon", "data_efficiency", "energy"]
 
 
 def phase_portrait(
     true: Any,
     predictions: Mapping[str, Any] | None = None,
-    dims: tuple[int, int] = (2, 3),
+    dims: tuple[int, int] | None = None,
     *,
     train: Any = None,
     families: Mapping[str, str] | None = None,
     title: str | None = None,
     ax=None,
+    system: Any = None,
 ):
-    """Phase portrait of trajectories: true and predicted, overlaid (default: pole angle vs angular velocity).
+    """Phase portrait of trajectories: true and predicted, overlaid (default: the system's ``phase_dims``,
+    for CartPole pole angle vs angular velocity).
 
     Args:
         true: ``[T+1, n]`` or ``[B, T+1, n]`` true states (physical units).
         predictions: model name -> states of the same shape (e.g. open-loop rollouts from the same starts).
-        dims: the two state dimensions on the x and y axes.
+        dims: the two state dimensions on the x and y axes (default: the system's ``phase_dims``).
         train: optional ``[..., n]`` training states drawn as grey dots (the region the models saw).
         families: model name -> family (for colours).
         title: axes title.
         ax: draw into these axes (default: a new figure).
+        system: the system (name, class or instance) whose labels the axes carry (default CartPole).
 
     Returns:
         the Figure. The true trajectory is a black line labelled "truth", each model a coloured dashed line
         labelled with its name (one legend entry per model), the start a black dot.
     """
-    true = _np(true, "true")
+    true = as_array(true, "true")
     if true.ndim == 2:
         true = true[None]
     if true.ndim != 3:
         raise ValueError(f"true must be [T+1, n] or [B, T+1, n], got shape {true.shape}")
-    i, j = dims
+    i, j = dims if dims is not None else phase_dims(system)
+    labels = state_labels(system)
     n = true.shape[-1]
     if not (0 <= i < n and 0 <= j < n):
         raise ValueError(f"dims {dims} out of range for states of dimension {n}")
-    fig, ax = _figure(ax)
-    fams = _families(families)
+    fig, ax = figure(ax)
+    fams = family_map(families)
     if train is not None:
-        tr = _np(train, "train").reshape(-1, n)
+        tr = as_array(train, "train").reshape(-1, n)
         tr = tr[np.isfinite(tr).all(1)]
         ax.plot(tr[:, i], tr[:, j], ".", color="0.8", ms=2, label="training data", zorder=0)
     for b in range(true.shape[0]):
@@ -143,7 +75,7 @@ def phase_portrait(
         )
         ax.plot(true[b, 0, i], true[b, 0, j], "o", color=PALETTE["truth"], ms=5, zorder=4)
     for name, pred in (predictions or {}).items():
-        p = _np(pred, f"predictions[{name!r}]")
+        p = as_array(pred, f"predictions[{name!r}]")
         if p.ndim == 2:
             p = p[None]
         if p.shape != true.shape:
@@ -159,13 +91,17 @@ def phase_portrait(
                 label=name if b == 0 else None,
                 zorder=2,
             )
-    ax.set_xlabel(_state_label(i))
-    ax.set_ylabel(_state_label(j))
+    ax.set_xlabel(_label(labels, i))
+    ax.set_ylabel(_label(labels, j))
     _limit_to(ax, true[..., i], true[..., j], train=None if train is None else tr[:, [i, j]])
     ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title)
     return fig
+
+
+def _label(labels: Sequence[str], d: int) -> str:
+    return labels[d] if 0 <= d < len(labels) else f"state[{d}]"
 
 
 def _limit_to(ax, xs: np.ndarray, ys: np.ndarray, train: np.ndarray | None = None, margin: float = 0.35) -> None:
@@ -188,10 +124,11 @@ def vector_field(
     true: Any,
     learned: Mapping[str, Any],
     *,
-    dims: tuple[int, int] = (2, 3),
+    dims: tuple[int, int] | None = None,
     train: Any = None,
     families: Mapping[str, str] | None = None,
     title: str | None = None,
+    system: Any = None,
 ):
     """Stream plots of the true vector field and of each learned one on a 2-D slice of the state space.
 
@@ -201,24 +138,25 @@ def vector_field(
         true: ``[Gy, Gx, 2]`` true time derivatives of ``(dims[0], dims[1])`` on the grid.
         learned: model name -> ``[Gy, Gx, 2]`` learned derivatives (for a discrete-time model,
             ``(step(x, u) - x) / dt``).
-        dims: which state dimensions the grid spans (for labels).
+        dims: which state dimensions the grid spans (for labels; default the system's ``phase_dims``).
         train: optional ``[..., 2]`` training points (in the slice's coordinates) drawn as grey dots.
         families: model name -> family (for colours).
         title: figure title.
+        system: the system whose labels the axes carry (default CartPole).
 
     Returns:
         the Figure: one panel per field, the truth first (black streamlines), each model in its colour,
         with the RMS difference to the truth over the grid in the panel title.
     """
-    import matplotlib.pyplot as plt
-
-    gx, gy = _np(grid_x, "grid_x"), _np(grid_y, "grid_y")
-    t = _np(true, "true")
+    dims = dims if dims is not None else phase_dims(system)
+    labels = state_labels(system)
+    gx, gy = as_array(grid_x, "grid_x"), as_array(grid_y, "grid_y")
+    t = as_array(true, "true")
     if t.shape != (gy.size, gx.size, 2):
         raise ValueError(f"true must have shape [Gy={gy.size}, Gx={gx.size}, 2], got {t.shape}")
     panels = [("truth", t)]
     for name, f in learned.items():
-        f = _np(f, f"learned[{name!r}]")
+        f = as_array(f, f"learned[{name!r}]")
         if f.shape != t.shape:
             raise ValueError(f"learned[{name!r}] has shape {f.shape}, expected {t.shape}")
         panels.append((name, f))
@@ -226,8 +164,8 @@ def vector_field(
     cols = min(k, 3)
     rows = -(-k // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, layout="constrained")
-    fams = _families(families)
-    tr = None if train is None else _np(train, "train").reshape(-1, 2)
+    fams = family_map(families)
+    tr = None if train is None else as_array(train, "train").reshape(-1, 2)
     for a, (name, f) in zip(axes.flat, panels):
         c = PALETTE["truth"] if name == "truth" else color(name, fams.get(name))
         u, v = f[..., 0], f[..., 1]
@@ -243,8 +181,8 @@ def vector_field(
             a.set_title(f"{name} (RMS diff. {diff:.3g})", color=c)
         a.set_xlim(gx.min(), gx.max())
         a.set_ylim(gy.min(), gy.max())
-        a.set_xlabel(_state_label(dims[0]))
-        a.set_ylabel(_state_label(dims[1]))
+        a.set_xlabel(_label(labels, dims[0]))
+        a.set_ylabel(_label(labels, dims[1]))
     for a in list(axes.flat)[k:]:
         a.set_visible(False)
     if title:
@@ -269,17 +207,15 @@ def residual(
     Returns:
         the Figure, one panel per sweep: the truth black, each model dashed in its colour.
     """
-    import matplotlib.pyplot as plt
-
     if not sweeps:
         raise ValueError("residual needs at least one sweep")
-    fams = _families(families)
+    fams = family_map(families)
     fig, axes = plt.subplots(1, len(sweeps), figsize=(5.0 * len(sweeps), 3.8), squeeze=False, layout="constrained")
     for a, sw in zip(axes.flat, sweeps):
         missing = sorted({"x", "true", "learned"} - set(sw))
         if missing:
             raise ValueError(f"each sweep needs x, true and learned; missing {missing}")
-        x, t = _np(sw["x"], "x"), _np(sw["true"], "true")
+        x, t = as_array(sw["x"], "x"), as_array(sw["true"], "true")
         if x.shape != t.shape or x.ndim != 1:
             raise ValueError(f"sweep x and true must be 1-D of equal length, got {x.shape} and {t.shape}")
         if sw.get("train_range") is not None:
@@ -287,7 +223,7 @@ def residual(
             a.axvspan(lo, hi, color="0.92", label="training range", zorder=0)
         a.plot(x, t, "-", color=PALETTE["truth"], lw=2, label="true missing term")
         for name, y in sw["learned"].items():
-            y = _np(y, f"learned[{name!r}]")
+            y = as_array(y, f"learned[{name!r}]")
             if y.shape != x.shape:
                 raise ValueError(f"learned[{name!r}] has shape {y.shape}, expected {x.shape}")
             a.plot(
@@ -320,7 +256,7 @@ def _curves(ax, curves: Mapping[str, Any], families: Mapping[str, str]) -> None:
     for k, (name, c) in enumerate(curves.items()):
         if len(c) not in (2, 3):
             raise ValueError(f"curve {name!r} must be (x, mean) or (x, mean, std)")
-        x, y = _np(c[0], "x"), _np(c[1], "mean")
+        x, y = as_array(c[0], "x"), as_array(c[1], "mean")
         if x.shape != y.shape or x.ndim != 1:
             raise ValueError(f"curve {name!r}: x and mean must be 1-D of equal length, got {x.shape}, {y.shape}")
         col = color(name, families.get(name))
@@ -328,7 +264,7 @@ def _curves(ax, curves: Mapping[str, Any], families: Mapping[str, str]) -> None:
         ms = max(3.0, 7.0 - 0.8 * k)
         ax.plot(x, y_plot, _MARKERS[k % len(_MARKERS)] + "-", color=col, label=_curve_label(name, y), lw=1.6, ms=ms)
         if len(c) == 3 and c[2] is not None:
-            s = _np(c[2], "std")
+            s = as_array(c[2], "std")
             if s.shape != y.shape:
                 raise ValueError(f"curve {name!r}: std must have the shape of mean {y.shape}, got {s.shape}")
             lo = np.where(np.isfinite(y - s) & (y - s > 0), y - s, y_plot * 0.5)
@@ -385,8 +321,8 @@ def data_efficiency(
 
 def _log_curves(ax, curves, families, xlabel: str, ylabel: str, title: str | None, logx: bool):
     """Draw ``curves`` (see :func:`_curves`) on a log error axis with labels, grid and legend."""
-    fig, ax = _figure(ax)
-    _curves(ax, curves, _families(families))
+    fig, ax = figure(ax)
+    _curves(ax, curves, family_map(families))
     if logx:
         ax.set_xscale("log")
     ax.set_yscale("log")
@@ -422,14 +358,14 @@ def energy(
     Returns:
         the Figure (the view is kept on the truth's range, widened moderately).
     """
-    t, e = _np(t, "t"), _np(true, "true")
+    t, e = as_array(t, "t"), as_array(true, "true")
     if t.shape != e.shape or t.ndim != 1:
         raise ValueError(f"t and true must be 1-D of equal length, got {t.shape} and {e.shape}")
-    fig, ax = _figure(ax)
+    fig, ax = figure(ax)
     ax.plot(t, e, "-", color=PALETTE["truth"], lw=2, label="truth")
-    fams = _families(families)
+    fams = family_map(families)
     for name, p in predictions.items():
-        p = _np(p, f"predictions[{name!r}]")
+        p = as_array(p, f"predictions[{name!r}]")
         if p.shape != t.shape:
             raise ValueError(f"predictions[{name!r}] has shape {p.shape}, expected {t.shape}")
         ax.plot(
@@ -450,38 +386,3 @@ def energy(
     if title:
         ax.set_title(title)
     return fig
-
-
-def save(fig, path, dpi: int = 110, palette: bool = True) -> str:
-    """Save a figure as PNG (atomically: temp file then rename) and close it; returns the path.
-
-    Args:
-        fig: the figure.
-        path: output file.
-        dpi: resolution.
-        palette: quantise to a 256-colour palette (files about 3x smaller, no visible loss for line plots).
-    """
-    import io
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    data = buf.getvalue()
-    if palette:
-        from PIL import Image
-
-        img = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-        out = io.BytesIO()
-        img.save(out, format="PNG", optimize=True)
-        data = out.getvalue()
-    atomic_write(path, lambda f: f.write(data), overwrite=True)
-    return str(path)

@@ -1,4 +1,4 @@
-"""Tests for physwm.fused: the column-splitting graph pass, the compiled rollout and its eager fallback.
+"""Tests for physwm.integrators.fused: the column-splitting graph pass, the compiled rollout and its eager fallback.
 
 Only one test compiles with inductor (a tiny Euler chunk, a few seconds on a cold cache); the graph
 pass is checked on make_fx graphs, which needs no compiler.
@@ -12,7 +12,8 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from physwm import RK4, CartPole, CartPoleParams, Euler, SemiImplicitEuler, VectorField
-from physwm.fused import FusedRollout, _chunk_function, compile_available, compiled_rollout, split_state_columns
+from physwm.integrators.fused import FusedRollout, _chunk_function, compile_available, compiled_rollout
+from physwm.integrators.graph_pass import split_state_columns
 
 FRICTION = CartPoleParams(cart_viscous=0.3, cart_coulomb=0.2, pole_damping=0.01)
 
@@ -121,7 +122,7 @@ def test_no_fallback_raises():
 
 
 def test_missing_compiler_falls_back_at_construction(monkeypatch):
-    import physwm.fused as fused
+    import physwm.integrators.fused as fused
 
     monkeypatch.setattr(fused, "compile_available", lambda device="cpu": False)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):

@@ -1,0 +1,25 @@
+"""Trajectory data: the :class:`Trajectories` container, data-collection policies, and :func:`collect`.
+
+* :mod:`.trajectories`: :class:`Trajectories` (episodes padded to a common length, windows, splits, .npz
+  files with a schema version) and :class:`EpisodeData` (what fit and evaluate accept);
+* :mod:`.policies`: :func:`make_policy` builds ``"random"``, ``"uniform"`` and ``"lqr"``;
+* :mod:`.collect`: :func:`collect` runs a policy in an environment and records exact states and controls.
+"""
+
+from .collect import collect
+from .policies import POLICIES, LQRPolicy, Policy, RandomPolicy, UniformPolicy, make_policy
+from .trajectories import SCHEMA_VERSION, EpisodeData, Trajectories, windows
+
+__all__ = [
+    "Trajectories",
+    "EpisodeData",
+    "windows",
+    "collect",
+    "make_policy",
+    "Policy",
+    "RandomPolicy",
+    "UniformPolicy",
+    "LQRPolicy",
+    "POLICIES",
+    "SCHEMA_VERSION",
+]

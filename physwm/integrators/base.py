@@ -1,0 +1,132 @@
+"""The Integrator interface: one control period at a time, with the control held (zero-order hold).
+
+The field says *what* is integrated (a :class:`~physwm.systems.VectorField`), the integrator *how* one
+step is taken. Every integrator has
+
+* ``step(field, x, u, dt) -> x_next``: one control period ``dt`` (s) with the control ``u`` held
+  constant (zero-order hold); ``x [..., n]``, ``u [..., m]``;
+* ``rollout(field, x0, u, dt) -> states [B, T+1, n]`` for ``x0 [B, n]`` and ``u [B, T, m]``, the first
+  entry being ``x0``;
+* ``advance(field, x, u, dt)``: the step without the input checks (what rollouts and compiled rollouts
+  call in their loops).
+
+Fixed-step integrators take ``substeps`` equal sub-steps inside each control period.
+
+Rollouts of fixed-step integrators let the field specialise itself to the whole control sequence first:
+a field may define ``bind_controls(u [B, T, m]) -> f(x [B, n], t: int) -> dx/dt [B, n]``, which must give
+``field(x, u[:, t])`` up to round-off while precomputing, once per rollout, whatever depends only on the
+controls and the parameters (a :class:`~physwm.models.NeuralField` folds its normalisation into its
+first and last layers and computes its first layer's control term for all ``T`` periods in one matrix
+product). The controls are handed to it in the state's dtype; its input checks are done once, by
+``rollout``. Fields without it are called as ``field(x, u[:, t])``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks import check_dt, positive_int
+from ..systems.base import VectorField, check_state_control
+
+__all__ = ["Integrator", "check_rollout_args", "all_finite"]
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite. A NaN or inf entry makes the sum NaN or inf, so a finite sum
+    proves every entry finite (one fast reduction); only a non-finite sum (possibly an overflow) needs the
+    entry-wise check."""
+    if not t.is_floating_point():
+        return True
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def check_rollout_args(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -> None:
+    """Raise naming the problem unless ``x0 [B, n]`` and ``u [B, T, m]`` fit ``field`` and are finite."""
+    if not isinstance(x0, torch.Tensor) or not isinstance(u, torch.Tensor):
+        raise TypeError(f"x0 and u must be torch tensors, got {type(x0).__name__} and {type(u).__name__}")
+    if x0.ndim != 2 or x0.shape[-1] != field.state_dim:
+        raise ValueError(f"x0 must have shape [B, {field.state_dim}], got {tuple(x0.shape)}")
+    if u.ndim != 3 or u.shape[-1] != field.control_dim or u.shape[0] != x0.shape[0]:
+        raise ValueError(
+            f"u must have shape [B={x0.shape[0]}, T, {field.control_dim}], got {tuple(u.shape)}"
+        )
+    if not all_finite(x0):
+        raise ValueError("x0 contains NaN or inf")
+    if not all_finite(u):
+        raise ValueError("u contains NaN or inf")
+
+
+class _BoundField:
+    """A field bound to a rollout's controls, seen by ``_step`` as a field of period ``t``.
+
+    ``f(x, u)`` returns ``fn(x, t)``: the ``u`` passed (the period's control, ``u[:, t]``) is already in
+    ``fn``. Carries the field's sizes and position/velocity indices (semi-implicit Euler needs them).
+    """
+
+    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index")
+
+    def __init__(self, field: VectorField, fn):
+        self.fn, self.t = fn, 0
+        self.state_dim, self.control_dim = field.state_dim, field.control_dim
+        self.position_index = getattr(field, "position_index", None)
+        self.velocity_index = getattr(field, "velocity_index", None)
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, self.t)
+
+
+class Integrator:
+    """Base class: subclasses implement ``_step(field, x, u, h)`` for one step of size ``h``.
+
+    Args:
+        substeps: equal sub-steps per control period (fixed-step integrators).
+    """
+
+    substeps: int = 1
+    order: int
+
+    def __init__(self, substeps: int = 1):
+        self.substeps = positive_int(substeps, "substeps")
+
+    def _step(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, h: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_field(self, field: VectorField) -> None:
+        """Raise a ValueError if this integrator cannot integrate ``field`` (default: any field can)."""
+
+    def step(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
+        """Advance ``x [..., n]`` by one control period ``dt`` (s) under the held control ``u [..., m]``."""
+        dt = check_dt(dt)
+        self.check_field(field)
+        check_state_control(x, u, field.state_dim, field.control_dim)
+        return self.advance(field, x, u, dt)
+
+    def advance(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
+        """:meth:`step` without its input checks (``dt`` already checked, shapes known to fit)."""
+        h = dt / self.substeps
+        for _ in range(self.substeps):
+            x = self._step(field, x, u, h)
+        return x
+
+    # Fixed-step integrators only call ``field(x, u)`` with the period's control, so a rollout may hand
+    # them the field bound to the whole control sequence (see the module docstring).
+    binds_controls = True
+
+    def rollout(self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
+        dt = check_dt(dt)
+        self.check_field(field)
+        check_rollout_args(field, x0, u)
+        bind = getattr(field, "bind_controls", None) if self.binds_controls else None
+        f = field if bind is None else _BoundField(field, bind(u.to(x0.dtype)))
+        states = [x0]
+        x = x0
+        for t in range(u.shape[1]):
+            if bind is not None:
+                f.t = t
+            x = self.advance(f, x, u[:, t], dt)
+            states.append(x)
+        return torch.stack(states, dim=1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(substeps={self.substeps})"

@@ -1,0 +1,49 @@
+"""Projected gradient descent for physical constants with a lower bound.
+
+A learnable constant is stored as ``raw`` and used as :func:`floored` ``(raw, floor) = max(raw, floor)``
+with a straight-through gradient; :func:`project_gradient` (a post-accumulate-grad hook on ``raw``) then
+drops the gradient components that would push ``raw`` below its floor. Together this is projected
+gradient descent onto ``raw >= floor``: a constant can sit exactly on its bound (zero friction: the
+nominal physics, bit for bit) and still leave it when the data ask for it, which a smooth transform
+(softplus, exp) cannot do: its gradient vanishes at the bound. Masking the total gradient, not each use's
+share, makes backprop and the adjoint method agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["floored", "project_gradient"]
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """``max(raw, floor)`` in the forward pass, the identity in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, raw: torch.Tensor, floor: float) -> torch.Tensor:
+        return raw.clamp_min(floor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+def floored(raw: torch.Tensor, floor: float) -> torch.Tensor:
+    """``max(raw, floor)`` with the identity as its gradient (see the module docstring)."""
+    return _StraightThroughClamp.apply(raw, floor)
+
+
+def project_gradient(floor: float) -> Callable[[torch.Tensor], None]:
+    """Post-accumulate-grad hook: at or below ``floor`` keep only gradients whose descent step moves up.
+
+    It acts on ``.grad`` once it is accumulated (``backward``), so on the total gradient; the inner
+    ``autograd.grad`` calls of the adjoint method are left alone.
+    """
+
+    def hook(raw: torch.Tensor) -> None:
+        if raw.grad is not None:
+            raw.grad.masked_fill_((raw.detach() <= floor) & (raw.grad > 0), 0.0)
+
+    return hook

@@ -1,0 +1,26 @@
+"""Training: :func:`fit` any WorldModel to trajectories, with checkpoints that resume exactly.
+
+* :mod:`.config`: :class:`FitConfig`, every option of ``fit`` as one dataclass;
+* :mod:`.fit`: the loop (:func:`fit`, :class:`TrainingDiverged`, :class:`TrainingDivergedWarning`);
+* :mod:`.history`: :class:`History`, the record of a run;
+* :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
+"""
+
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
+from .fit import TrainingDiverged, TrainingDivergedWarning, fit
+from .history import History
+
+__all__ = [
+    "fit",
+    "FitConfig",
+    "History",
+    "TrainingDiverged",
+    "TrainingDivergedWarning",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+]

@@ -1,0 +1,144 @@
+"""The options of :func:`~physwm.train.fit` as one dataclass: :class:`FitConfig`.
+
+``fit(model, train, val, config=FitConfig(...))`` and ``fit(model, train, val, lr=..., ...)`` are the same
+call: keyword arguments override the fields of ``config`` (default ``FitConfig()``). Studies keep one
+FitConfig per model and hand it to ``fit`` as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..checks import check_choice, check_fields, finite_float, positive_int
+
+__all__ = ["FitConfig", "LR_SCHEDULES", "OPTIMIZERS", "ON_DIVERGENCE"]
+
+LR_SCHEDULES = (None, "cosine", "plateau")
+OPTIMIZERS = ("adam", "lbfgs")
+ON_DIVERGENCE = ("warn", "raise")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How :func:`~physwm.train.fit` trains a model.
+
+    Attributes:
+        horizon: steps per training window: 1 is the one-step loss, more the multi-step rollout loss.
+        epochs: number of passes over the training windows (the total, including resumed epochs); with
+            ``steps`` set, the largest number of epochs allowed.
+        batch_size: windows per minibatch (the last one of an epoch may be smaller); with ``steps`` set, the
+            largest batch.
+        steps: ``None``, or a budget of about this many gradient steps whatever the data size: the batch is
+            ``min(batch_size, ceil(windows / min_batches))`` windows (small data sets get smaller batches,
+            at least ``min_batches`` steps per epoch) and the epochs ``clip(ceil(steps / batches per epoch),
+            1, epochs)``.
+        min_batches: see ``steps``.
+        lr: learning rate (Adam; L-BFGS: take 1).
+        weight_decay: decoupled (AdamW) weight decay; 0 is plain Adam.
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        lr_schedule: ``None``, ``"cosine"`` (cosine annealing to 0 over the epochs) or ``"plateau"`` (halve
+            the rate after ``max(1, early_stopping // 2)``, or 5, epochs without improvement of the
+            monitored value).
+        early_stopping: patience in epochs: stop when the validation error has not improved (by more than
+            ``min_delta``) for that many epochs. Needs validation data. ``None``: no early stopping.
+        min_delta: smallest decrease of the monitored value that counts as an improvement.
+        val_horizon: open-loop steps of the validation rollout error.
+        val_max_windows: evaluate at most this many validation windows (evenly spaced; ``None``: all).
+        normalize: call ``model.fit_normalization`` on the training data first (not when resuming).
+        restore_best: load the weights of the best epoch at the end (monitored value: the validation
+            error, or the training loss without validation data).
+        keep_initial: at the end, compare the trained model with the untrained one (its initial weights
+            with the data's normalisation) by the open-loop validation RMSE over ``select_horizon`` steps
+            (or the longest validation episode), and keep the better. For a hybrid or explicit model the
+            untrained model is the nominal physics, so a residual fitted to too few data can never make the
+            model worse than its physics on validation data. Needs validation data.
+        select_horizon: see ``keep_initial``.
+        seed: seeds the window shuffling and, inside ``fit`` only (the caller's global RNG state is
+            restored afterwards), torch's global RNG used by stochastic models.
+        max_time: stop after the first epoch that ends more than this many seconds into the run.
+        on_divergence: ``"warn"`` (warn, flag the history and return) or ``"raise"`` (raise
+            ``TrainingDiverged``) when a loss, gradient, weight or validation error becomes NaN/inf. Either
+            way the best weights are restored and checkpointed first.
+        optimizer: ``"adam"`` (minibatch AdamW) or ``"lbfgs"``: full-batch L-BFGS with a strong-Wolfe line
+            search, 20 iterations per epoch, ``batch_size`` ignored (take ``lr=1``). For models with few
+            parameters (system identification, a hybrid's polish) it converges to the optimum to round-off
+            where Adam's minibatch noise stalls; no weight decay.
+    """
+
+    horizon: int = 1
+    epochs: int = 100
+    batch_size: int = 256
+    steps: int | None = None
+    min_batches: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    lr_schedule: str | None = None
+    early_stopping: int | None = None
+    min_delta: float = 0.0
+    val_horizon: int = 10
+    val_max_windows: int | None = None
+    normalize: bool = True
+    restore_best: bool = True
+    keep_initial: bool = False
+    select_horizon: int = 50
+    seed: int = 0
+    max_time: float | None = None
+    on_divergence: str = "warn"
+    optimizer: str = "adam"
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "epochs", "batch_size", "min_batches", "val_horizon", "select_horizon"):
+            positive_int(getattr(self, name), name)
+        for name in ("steps", "early_stopping", "val_max_windows"):
+            if getattr(self, name) is not None:
+                positive_int(getattr(self, name), name)
+        finite_float(self.lr, "lr", positive=True)
+        finite_float(self.weight_decay, "weight_decay", nonnegative=True)
+        finite_float(self.min_delta, "min_delta", nonnegative=True)
+        finite_float(self.grad_clip, "grad_clip", positive=True, allow_none=True)
+        finite_float(self.max_time, "max_time", positive=True, allow_none=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+        for name in ("normalize", "restore_best", "keep_initial"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.on_divergence, "on_divergence", ON_DIVERGENCE)
+        if self.optimizer == "lbfgs" and self.weight_decay:
+            raise ValueError("weight_decay is not supported with optimizer='lbfgs'")
+
+    def replace(self, **changes: Any) -> FitConfig:
+        """A copy with some fields changed (checked again); an unknown field is an error naming the valid ones."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown fit options {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-able)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "fit") -> FitConfig:
+        """Inverse of :meth:`to_dict`; an unknown key is a ValueError naming ``where`` and the valid keys."""
+        d = check_fields(d, cls, where)
+        try:
+            return cls(**d)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+
+    def schedule(self, windows: int) -> tuple[int, int]:
+        """``(batch_size, epochs)`` for a training set of ``windows`` windows (see ``steps``)."""
+        if windows < 1:
+            raise ValueError(f"no training window of {self.horizon} steps in the training data")
+        if self.steps is None:
+            return self.batch_size, self.epochs
+        batch = max(1, min(self.batch_size, math.ceil(windows / self.min_batches)))
+        batches = math.ceil(windows / batch)
+        return batch, int(min(max(1, math.ceil(self.steps / batches)), self.epochs))

@@ -1,0 +1,116 @@
+"""The record of a training run: :class:`History` (per-epoch losses, validation errors, how it ended)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_text, read_json
+
+__all__ = ["History"]
+
+
+@dataclass
+class History:
+    """What :func:`fit` did, one entry per epoch.
+
+    Attributes:
+        epoch: epoch numbers, starting at 1.
+        train_loss: mean training loss of each epoch (``nan`` for the epoch that diverged).
+        val_error: validation rollout RMSE in normalised state units after each epoch (``None`` without
+            validation data).
+        lr: learning rate used during each epoch.
+        time: seconds of training since the run started (summed over resumed sessions) at each epoch's end.
+        metrics: per-epoch means of the metrics ``model.loss`` reports, by name.
+        monitor: what selects the best epoch and drives early stopping / the plateau schedule:
+            ``"val_error"`` with validation data, else ``"train_loss"``.
+        best_epoch: epoch of the lowest monitored value (``None`` if no epoch finished).
+        best_value: that value.
+        stop_reason: ``"epochs"``, ``"early_stopping"``, ``"max_time"``, ``"callback"`` or ``"diverged"``.
+        diverged: True if training stopped on NaN/inf.
+        message: human-readable note on how the run ended.
+        selection: with ``keep_initial``, how the trained and the untrained model compared on validation
+            rollouts (``select_horizon``, ``val_rmse_trained``, ``val_rmse_untrained``, ``selected``).
+    """
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_error: list[float | None] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    monitor: str = "val_error"
+    best_epoch: int | None = None
+    best_value: float | None = None
+    stop_reason: str = ""
+    diverged: bool = False
+    message: str = ""
+    selection: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stopped_early(self) -> bool:
+        """True if early stopping ended the run."""
+        return self.stop_reason == "early_stopping"
+
+    @property
+    def best_val_error(self) -> float | None:
+        """Validation error of the best epoch (``None`` without validation data)."""
+        if self.best_epoch is None or self.monitor != "val_error":
+            return None
+        return self.val_error[self.epoch.index(self.best_epoch)]
+
+    def to_dict(self, json_safe: bool = False) -> dict[str, Any]:
+        """Plain dict; ``json_safe=True`` turns NaN/inf into ``None`` (strict JSON)."""
+        d = dataclasses.asdict(self)
+        return _json_safe(d) if json_safe else d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> History:
+        """Inverse of :meth:`to_dict` (unknown keys are an error naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown History fields {unknown}; valid: {sorted(names)}")
+        d = dict(d)
+        for key in ("train_loss", "lr", "time"):
+            if key in d:
+                d[key] = [float("nan") if v is None else v for v in d[key]]
+        if "metrics" in d:
+            d["metrics"] = {k: [float("nan") if v is None else v for v in vs] for k, vs in d["metrics"].items()}
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the history as JSON (NaN/inf as ``null``), atomically; ``FileExistsError`` unless ``overwrite``."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(json_safe=True), indent=1) + "\n", overwrite=overwrite)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> History:
+        """Read a history written by :meth:`save`."""
+        path = Path(path)
+        d = read_json(path, "JSON history file")
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} is not a JSON history file (top level is a {type(d).__name__})")
+        return cls.from_dict(d)
+
+    def __repr__(self) -> str:
+        last = f", last train_loss={self.train_loss[-1]:.4g}" if self.train_loss else ""
+        best = f", best_epoch={self.best_epoch} ({self.monitor}={self.best_value:.4g})" if self.best_epoch else ""
+        return f"History(epochs={len(self.epoch)}{last}{best}, stop_reason={self.stop_reason!r})"
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
