@@ -83,15 +83,21 @@ __all__ = [
     "to_action",
     "make_env",
     "register_envs",
+    "state_vector",
+    "env_params",
+    "env_integrator",
+    "vector_env_name",
+    "RESET_OPTIONS",
 ]
 
 ENV_ID = DEFAULT_SYSTEM.env_id
 FRICTION_PARAMS = DEFAULT_SYSTEM.variants["friction"]
 
-_RESET_OPTIONS = ("state", "low", "high")
+#: The keys ``reset(options=...)`` accepts.
+RESET_OPTIONS = ("state", "low", "high")
 
 
-def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
+def state_vector(value: Any, what: str, n: int) -> np.ndarray:
     """A finite float64 ``n``-vector from scalars or array-likes, or a ValueError naming ``what``."""
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -104,6 +110,38 @@ def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} must be finite, got {arr.tolist()}")
     return arr.copy()
+
+
+def env_params(system: type[System], params: Parameters | None) -> Parameters:
+    """An environment's constants: ``params`` (the system's default if ``None``) as plain floats (detached).
+
+    Raises:
+        TypeError: ``params`` is not the system's ``Params``.
+    """
+    if params is None:
+        params = system.Params()
+    if not isinstance(params, system.Params):
+        raise TypeError(f"params must be a {system.Params.__name__}, got {type(params).__name__}")
+    return system.Params.from_dict(params.to_dict())
+
+
+def env_integrator(
+    system: type[System], params: Parameters, integrator: str | Integrator, substeps: int | None
+) -> Integrator:
+    """An environment's integrator: an instance as given, or a name with ``substeps`` (``None``: the system's
+    choice for ``params``; adaptive integrators take 1). See :class:`SystemEnv`."""
+    if isinstance(integrator, Integrator):
+        if substeps is not None:
+            raise ValueError(
+                "substeps is set on the Integrator instance itself; pass substeps only with an integrator name"
+            )
+        return integrator
+    if not isinstance(integrator, str):
+        raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
+    key = integrator.lower().replace("-", "_").replace(" ", "_")
+    if substeps is None:
+        substeps = 1 if key in ADAPTIVE_METHODS else system.substeps(params)
+    return get_integrator(key, substeps=substeps)
 
 
 class SystemEnv(gymnasium.Env):
@@ -137,16 +175,12 @@ class SystemEnv(gymnasium.Env):
     ):
         super().__init__()
         cls = self.system
-        if params is None:
-            params = cls.Params()
-        if not isinstance(params, cls.Params):
-            raise TypeError(f"params must be a {cls.Params.__name__}, got {type(params).__name__}")
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r} is not supported; valid: [None]")
         self.render_mode = None
-        self.params = cls.Params.from_dict(params.to_dict())  # plain floats, detached
+        self.params = env_params(cls, params)
         self.field = cls(self.params)
-        self.integrator = self._make_integrator(integrator, substeps)
+        self.integrator = env_integrator(cls, self.params, integrator, substeps)
         self.terminate = bool(terminate)
         self.dt = cls.control_period(self.params)
         low, high = cls.control_bounds(self.params)
@@ -157,20 +191,6 @@ class SystemEnv(gymnasium.Env):
         self.state: np.ndarray | None = None
         self._steps_beyond_terminated: int | None = None
 
-    def _make_integrator(self, integrator: str | Integrator, substeps: int | None) -> Integrator:
-        if isinstance(integrator, Integrator):
-            if substeps is not None:
-                raise ValueError(
-                    "substeps is set on the Integrator instance itself; pass substeps only with an integrator name"
-                )
-            return integrator
-        if not isinstance(integrator, str):
-            raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
-        key = integrator.lower().replace("-", "_").replace(" ", "_")
-        if substeps is None:
-            substeps = 1 if key in ADAPTIVE_METHODS else self.system.substeps(self.params)
-        return get_integrator(key, substeps=substeps)
-
     # --- gymnasium API -----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -180,19 +200,19 @@ class SystemEnv(gymnasium.Env):
         options = {} if options is None else options
         if not isinstance(options, dict):
             raise ValueError(f"options must be a dict, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(_RESET_OPTIONS))
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(_RESET_OPTIONS)}")
+            raise ValueError(f"unknown reset options {unknown}; valid: {list(RESET_OPTIONS)}")
         names = "[" + ", ".join(q.name for q in self.system.states) + "]"
         if "state" in options:
             if "low" in options or "high" in options:
                 raise ValueError("reset options: give either 'state' or 'low'/'high', not both")
             if np.ndim(options["state"]) == 0:
                 raise ValueError(f"reset option 'state' must have shape ({n},) = {names}")
-            state = _as_state_vector(options["state"], f"reset option 'state' {names}", n)
+            state = state_vector(options["state"], f"reset option 'state' {names}", n)
         else:
-            low = _as_state_vector(options.get("low", self.system.reset_low), "reset option 'low'", n)
-            high = _as_state_vector(options.get("high", self.system.reset_high), "reset option 'high'", n)
+            low = state_vector(options.get("low", self.system.reset_low), "reset option 'low'", n)
+            high = state_vector(options.get("high", self.system.reset_high), "reset option 'high'", n)
             if (low > high).any():
                 raise ValueError(f"reset option 'low' {low.tolist()} must be <= 'high' {high.tolist()}")
             state = self.np_random.uniform(low=low, high=high, size=(n,))
@@ -274,6 +294,11 @@ def env_class(system: type[System]) -> type[SystemEnv]:
                                                           "__doc__": f"``{system.env_id}``: {SystemEnv.__doc__}"})
 
 
+def vector_env_name(system: type[System]) -> str:
+    """The name of a system's vector environment class in :mod:`physwm.vector_envs` (``CartPoleVectorEnv``)."""
+    return f"{system.__name__}VectorEnv"
+
+
 #: Environment classes of the built-in systems, by system name (also module attributes: ``CartPoleEnv``).
 ENV_CLASSES: dict[str, type[SystemEnv]] = {name: env_class(cls) for name, cls in SYSTEMS.items() if cls.env_id}
 globals().update({c.__name__: c for c in ENV_CLASSES.values()})
@@ -288,7 +313,12 @@ def register_envs() -> None:
     for name, env_cls in ENV_CLASSES.items():
         env_id = SYSTEMS[name].env_id
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=f"{__name__}:{env_cls.__name__}", max_episode_steps=500)
+            gymnasium.register(
+                id=env_id,
+                entry_point=f"{__name__}:{env_cls.__name__}",
+                vector_entry_point=f"physwm.vector_envs:{vector_env_name(SYSTEMS[name])}",
+                max_episode_steps=500,
+            )
 
 
 register_envs()
