@@ -79,6 +79,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
     Attributes:
         state: exact float64 states ``[N, n]``.
         system, params, field, integrator, dt (s), terminate, fused (whether the step is compiled),
+        fused_step (the :class:`~physwm.integrators.FusedStep`, or ``None``),
         max_episode_steps, steps (steps of each running episode ``[N]``).
     """
 
@@ -119,7 +120,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
         if fused is None:
             fused = self.num_envs >= FUSED_MIN_ENVS and compile_available()
         self.fused = bool(fused)
-        self._fused_step = compiled_step(self.field, self.integrator, self.dt) if self.fused else None
+        self.fused_step = compiled_step(self.field, self.integrator, self.dt) if self.fused else None
         low, high = cls.control_bounds(self.params)
         self._low, self._high = low, high
         self.single_action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
@@ -162,7 +163,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
         if self.fused:
             x = torch.from_numpy(self._rows)
             u = torch.from_numpy(np.ascontiguousarray(control.T))
-            return self._fused_step(x, u).numpy().T
+            return self.fused_step(x, u).numpy().T
         with torch.no_grad():
             x_next = self.integrator.advance(self.field, torch.from_numpy(self.state), torch.from_numpy(control),
                                              self.dt)  # fmt: skip
