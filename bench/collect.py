@@ -23,6 +23,10 @@ fall on every contender alike: contenders are timed round-robin and the best rep
    with next-step autoreset, termination and truncation checks, rewards and float32 observations;
    actions are drawn before timing.
 
+3. ``--study``: every data set of the default study (``physwm demo``), collected in this process one
+   after another, one episode at a time (``vector=False``) and the study's way (``collect``'s default),
+   each once: the collection share of the default study's wall time, before and after.
+
 Run: ``python bench/collect.py`` (``--quick`` for a short run). ``--threads`` sets torch's intra-op
 threads (default 1: one core against numpy's one core).
 """
@@ -125,6 +129,31 @@ def bench_vector_env(num_envs: int, steps: int, repeats: int) -> dict:
             "compiled": ours[True].unwrapped.fused_step.compiled}
 
 
+def bench_study() -> dict:
+    """Seconds to collect every split of the default study, one episode at a time and the default way."""
+    from physwm.data import make_policy
+    from physwm.studies import default_config
+
+    cfg = default_config()
+    seconds = {"single env": 0.0, "default (vector env)": 0.0}
+    for task in cfg.tasks:
+        system = task.system_class
+        for split in (task.train, task.val_split(), *task.tests):
+            env_id = split.env_id(system)
+            for label, vector in (("single env", False), ("default (vector env)", None)):
+                if env_id == system.env_id:
+                    env = make_env(env_id, params=task.true_params(split), max_episode_steps=split.max_steps,
+                                   **split.env_options)
+                else:
+                    env = make_env(env_id, max_episode_steps=max(500, split.max_steps))
+                t0 = time.perf_counter()
+                collect(env, make_policy(split.policy, **split.policy_options), episodes=split.episodes,
+                        max_steps=split.max_steps, seed=split.seed, start_low=split.start_low,
+                        start_high=split.start_high, progress=False, vector=vector)
+                seconds[label] += time.perf_counter() - t0
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and steps")
@@ -134,11 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="time the single-env path on all --episodes")
     parser.add_argument("--num-envs", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--study", action="store_true", help="only: the default study's data sets, both ways")
     args = parser.parse_args(argv)
     for name in ("episodes", "steps", "single_episodes", "num_envs", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     torch.set_num_threads(args.threads)
+    if args.study:
+        s = bench_study()
+        print(f"default study's data sets, collected one after another in one process (torch threads "
+              f"{args.threads}): one episode at a time {s['single env']:.1f} s, the default way "
+              f"{s['default (vector env)']:.1f} s ({s['single env'] / s['default (vector env)']:.1f}x)")
+        return 0
     repeats = 2 if args.quick else 3
     single = args.episodes if args.full else min(args.single_episodes, args.episodes)
     print(f"torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}; torch threads "

@@ -52,6 +52,10 @@ starts); options may give ``{"state": [...]}`` to start from that exact state, o
 Time limit: ``gymnasium.make(..., max_episode_steps=T)``, default 500. Constructing an env class directly
 gives an environment without time limit.
 
+Every environment also has a vector version (:mod:`physwm.vector_envs`, registered as its
+``vector_entry_point``): ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``
+steps N copies in one batched call.
+
 This module also holds what every caller of an environment needs, once: :func:`make_env` (an environment
 for a task), :func:`env_info` (system, constants, sizes, control period and action levels of any supported
 environment, physwm's or gymnasium's own) and :func:`to_action` (a control to the action the environment
