@@ -11,7 +11,7 @@ fall on every contender alike: contenders are timed round-robin and the best rep
      path every collection took before the vector environments). Its cost is linear in the transitions,
      so it is timed on ``--single-episodes`` (4) episodes and reported per transition (``--full``: all).
    * ``vector env, eager``: ``collect(...)`` with ``fused=False``: all episodes in lock step, one batched
-     eager PyTorch step per time step (the default below ``FUSED_MIN_ENVS`` episodes).
+     eager PyTorch step per time step (collect's default).
    * ``vector env, fused``: ``fused=True``: the step compiled (``physwm.integrators.compiled_step``).
      The first collection compiles (its time is printed separately); the timed runs reuse the compiled
      code of the process (and inductor's on-disk cache).

@@ -7,10 +7,11 @@ Many episodes of a physwm environment are collected together, in lock step, on i
 integrator) instead of one state at a time. Both ways draw their random numbers from the same streams:
 the start states (the environment's reset generator, or the ``start_low``/``start_high`` box) in episode
 order and one policy generator per episode (``SeedSequence(seed)`` spawned per episode), so they give the
-same starts, the same policy noise and, stepped eagerly, bit-for-bit the same data (tested). A compiled
-vector step (``fused=True``, or ``None`` from :data:`~physwm.vector_envs.FUSED_MIN_ENVS` episodes on)
-agrees with the eager one to float round-off, which a chaotic system like CartPole amplifies along an
-episode; starts and noise streams stay identical.
+same starts, the same policy noise and, stepped eagerly (the default), bit-for-bit the same data
+(tested). A compiled vector step (``fused=True``) agrees with the eager one to float round-off, which a
+chaotic system like CartPole amplifies along an episode; starts and noise streams stay identical. It is
+not the default: compiling costs 10-60 s on two cores, more than an eager collection of hundreds of
+thousands of transitions (``bench/collect.py`` measures both).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def collect(
     start_high: float | Sequence[float] | None = None,
     progress: bool = True,
     vector: bool | None = None,
-    fused: bool | None = None,
+    fused: bool | None = False,
 ) -> Trajectories:
     """Run ``policy`` in an environment and record exact states and applied controls.
 
@@ -108,7 +109,8 @@ def collect(
         vector: collect all episodes together on the environment's vector environment (see the module
             docstring); ``None`` (default): when there are several episodes and ``env`` is a physwm
             environment with no wrappers but ``gymnasium.make``'s own (time limit, order, checker).
-        fused: compile the vector environment's step (``None``: from ``FUSED_MIN_ENVS`` episodes on).
+        fused: compile the vector environment's step (see the module docstring; ``None``: the vector
+            environment's rule, from ``FUSED_MIN_ENVS`` episodes on).
 
     Returns:
         float64 :class:`Trajectories` with ``states [N, T+1, n]`` (``env.unwrapped.state``),
