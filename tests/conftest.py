@@ -23,7 +23,9 @@ def executed_notebooks(tmp_path_factory):
     from notebooks_run import run_all, use_this_python
 
     saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "OMP_NUM_THREADS")}
-    os.environ.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    # the kernels draw with Jupyter's inline backend (off-screen, figures become PNG outputs, as in a
+    # notebook), not Agg: under Agg a figure a cell makes is never shown and the rendered pages have none
+    os.environ.update(MPLBACKEND="module://matplotlib_inline.backend_inline", OMP_NUM_THREADS="1")
     jupyter_path = use_this_python(tmp_path_factory.mktemp("jupyter"))
     try:
         yield run_all(tmp_path_factory.mktemp("executed"))
