@@ -67,7 +67,9 @@ class Adaptive(Integrator):
             )
         else:
             out = torchdiffeq.odeint(func, y0, t, rtol=self.rtol, atol=self.atol, method=self.method)
-        return out[-1][..., : x.shape[-1]]
+        x_next = out[-1][..., : x.shape[-1]]
+        constrain = getattr(field, "constrain", None)
+        return x_next if constrain is None else constrain(x_next)
 
     def __repr__(self) -> str:
         return f"Adaptive(method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint})"
