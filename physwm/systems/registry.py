@@ -104,7 +104,8 @@ def check_system(cls: Any) -> None:
     where = cls.__name__
     if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name):
         raise ValueError(f"{where}.name must be a non-empty string of letters, digits, '_', '-', '.', got {cls.name!r}")
-    if not (isinstance(cls.Params, type) and issubclass(cls.Params, Parameters) and dataclasses.is_dataclass(cls.Params)):
+    params_cls = cls.Params
+    if not (isinstance(params_cls, type) and issubclass(params_cls, Parameters) and dataclasses.is_dataclass(params_cls)):
         raise TypeError(f"{where}.Params must be a frozen dataclass subclassing physwm.Parameters, got {cls.Params!r}")
     try:
         defaults = cls.Params()
@@ -122,7 +123,9 @@ def check_system(cls: Any) -> None:
         raise TypeError(f"{where} must define its equations: dynamics(x, u, params) -> dx/dt")
     unknown = sorted(set(cls.constants) - fields)
     if unknown:
-        raise ValueError(f"{where}.constants {unknown} are not fields of {cls.Params.__name__}; valid: {sorted(fields)}")
+        raise ValueError(
+            f"{where}.constants {unknown} are not fields of {cls.Params.__name__}; valid: {sorted(fields)}"
+        )
     unknown = sorted(set(cls.identify) - set(cls.constants))
     if unknown:
         raise ValueError(f"{where}.identify {unknown} are not learnable constants; valid: {sorted(cls.constants)}")

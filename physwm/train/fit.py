@@ -41,8 +41,8 @@ __all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning", "constants_para
 
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
-    "horizon", "batch_size", "lr", "constants_lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping", "min_delta",
-    "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
+    "horizon", "batch_size", "lr", "constants_lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping",
+    "min_delta", "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
 )  # fmt: skip
 
 
@@ -379,8 +379,8 @@ def fit(
         checkpoint: file written (atomically) after every epoch and at the end, with everything needed to
             resume; ``None``: none.
         resume: continue the run saved in ``checkpoint`` if that file exists (else start fresh). The
-            training data and the settings ``horizon, batch_size, lr, constants_lr, weight_decay, grad_clip, lr_schedule,
-            early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
+            training data and the settings ``horizon, batch_size, lr, constants_lr, weight_decay, grad_clip,
+            lr_schedule, early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
             whether ``val`` is given must be those of the saved run (a ``ValueError`` names any
             difference); ``epochs`` and ``max_time`` may change, so a finished run can be extended. A run
             that ended by early stopping or divergence is returned as saved.
