@@ -104,8 +104,8 @@ def check_system(cls: Any) -> None:
     where = cls.__name__
     if not isinstance(cls.name, str) or not _NAME_RE.match(cls.name):
         raise ValueError(f"{where}.name must be a non-empty string of letters, digits, '_', '-', '.', got {cls.name!r}")
-    params_cls = cls.Params
-    if not (isinstance(params_cls, type) and issubclass(params_cls, Parameters) and dataclasses.is_dataclass(params_cls)):
+    pc = cls.Params
+    if not (isinstance(pc, type) and issubclass(pc, Parameters) and dataclasses.is_dataclass(pc)):
         raise TypeError(f"{where}.Params must be a frozen dataclass subclassing physwm.Parameters, got {cls.Params!r}")
     try:
         defaults = cls.Params()
