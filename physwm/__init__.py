@@ -25,6 +25,7 @@ from .integrators import (
 )
 from .models import build
 from .systems import FRICTION_PARAMS, CartPole, CartPoleParams, Constant, Parameters, Quantity, System, VectorField
+from .systems import Acrobot, DampedPendulum, Pendulum, register_system  # issue 9: more systems, user systems
 from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
 from .version import __version__
 
@@ -51,6 +52,10 @@ __all__ = [
     "CartPole",
     "CartPoleParams",
     "FRICTION_PARAMS",
+    "Pendulum",
+    "DampedPendulum",
+    "Acrobot",
+    "register_system",
     "Euler",
     "SemiImplicitEuler",
     "RK4",

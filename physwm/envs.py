@@ -401,7 +401,7 @@ def env_info(env: gymnasium.Env) -> EnvInfo:
         cls, params = base.system, base.params
     else:
         matches = [c for c in SYSTEMS.values() if c.reference_env_id is not None and c.reference_env_id == env_id]
-        if not matches or not hasattr(base, "state"):
+        if not matches:
             known = list(env_ids())
             raise ValueError(
                 f"physwm does not know the environment {env_id} ({type(base).__name__}); it works with {known} "

@@ -172,13 +172,18 @@ def tip_height(x: torch.Tensor, p: AcrobotParams | None = None) -> torch.Tensor:
 
 
 def swingup_cost(
-    x: torch.Tensor, u: torch.Tensor, *, params: AcrobotParams | None = None, velocity_weight: float = 0.0
+    x: torch.Tensor, u: torch.Tensor, *, params: AcrobotParams | None = None, energy_weight: float = 1.0
 ) -> torch.Tensor:
-    """Running cost of the swing-up task: how far the tip is below the bar, ``relu(GOAL_HEIGHT - height)``
-    (m), plus ``velocity_weight`` times the squared velocities; batched ``x [..., 4]``, ``u [..., 1]`` -> ``[...]``."""
-    c = torch.relu(GOAL_HEIGHT - tip_height(x, params))
-    if velocity_weight:
-        c = c + velocity_weight * (x[..., 2].square() + x[..., 3].square())
+    """Running cost of the swing-up task, batched ``x [..., 4]``, ``u [..., 1]`` -> ``[...]``: how far the tip is
+    below the bar, ``relu(GOAL_HEIGHT - height)`` (m), plus ``energy_weight`` times the energy still missing to
+    rest upright, ``relu(E_up - E) / |E_up|`` (energy shaping: with 1 N m the links must be pumped over several
+    swings, which a planning horizon of a few seconds only sees through the energy)."""
+    p = AcrobotParams() if params is None else params
+    c = torch.relu(GOAL_HEIGHT - tip_height(x, p))
+    if energy_weight:
+        up = x.new_tensor([math.pi, 0.0, 0.0, 0.0])
+        e_up = acrobot_energy(up, p)
+        c = c + energy_weight * torch.relu(e_up - acrobot_energy(x, p)) / e_up.abs()
     return c
 
 
@@ -267,7 +272,8 @@ class Acrobot(System):
     @classmethod
     def tasks(cls, params: AcrobotParams | None = None) -> dict[str, Task]:
         """``swingup``: Acrobot-v1's task, from hanging (its reset), raise the tip above the bar within 500
-        steps (100 s); reaching it ends the episode in success."""
+        steps (100 s); reaching it ends the episode in success. Cost: :func:`swingup_cost` (height and energy;
+        CEM on the true equations reaches the bar in 65-80 steps)."""
         p = AcrobotParams() if params is None else AcrobotParams.from_dict(params.to_dict())
 
         def cost(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
