@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from physwm.integrators import RK4, ClassicRK4
 from physwm.control import get_task
 from physwm.envs import env_info, make_env, to_action
+from physwm.integrators import RK4, ClassicRK4
 from physwm.systems import Acrobot, AcrobotParams
 from physwm.systems.acrobot import tip_height
 
