@@ -464,7 +464,9 @@ def make_env(
         ValueError: an unknown environment, or a task it cannot run (gymnasium's CartPole-v1 terminates at
             12 degrees, so it only fits the balance task).
     """
-    cls = next((c for c in SYSTEMS.values() if env_id in (c.env_id, c.reference_env_id)), None)
+    cls = None if env_id is None else next(
+        (c for c in SYSTEMS.values() if env_id in (c.env_id, c.reference_env_id)), None
+    )
     if env_id is not None and cls is None:
         raise ValueError(f"unknown environment {env_id!r}; valid: {list(env_ids())}")
     cls = cls or get_system(system)
