@@ -101,7 +101,8 @@ def test_fit_save_reload_evaluate_plot_plan(registered, tmp_path):
     fit(explicit, train, val, epochs=60, lr=0.05, progress=False)
     assert explicit.field.identified()["friction"] == pytest.approx(0.3, abs=0.03)
     hybrid = build("hybrid", CartSpring)
-    assert hybrid.build_spec["options"]["system"] == {"name": "test_cart_spring", "params": CartSpringParams().to_dict()}
+    spec_system = hybrid.build_spec["options"]["system"]
+    assert spec_system == {"name": "test_cart_spring", "params": CartSpringParams().to_dict()}
     history = fit(hybrid, train, val, epochs=15, lr=0.01, constants_lr=0.05, progress=False)
     assert history.best_val_error < 0.05
     path = save_checkpoint(tmp_path / "hybrid.pt", hybrid)
