@@ -176,13 +176,13 @@ def test_a_different_study_in_the_same_directory_is_refused(study_dir, tmp_path)
 def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_default(quick=False):
-        seen["quick"] = quick
+    def fake_default(quick=False, systems=False):
+        seen["quick"], seen["systems"] = quick, systems
         return tiny_config(data_efficiency=None, figures=False)
 
     monkeypatch.setattr(physwm.cli, "default_config", fake_default)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-progress"]) == 0
-    assert seen == {"quick": True}
+    assert seen == {"quick": True, "systems": False}
     printed = capsys.readouterr().out
     assert "table: " in printed and (tmp_path / "demo" / "results.md").is_file()
 
