@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from physwm import FitConfig, build, fit, load_checkpoint, save_checkpoint
-from physwm.models import HybridField, ODEModel
 from physwm.integrators import RK4
+from physwm.models import HybridField, ODEModel
 from physwm.systems import DampedPendulum, DampedPendulumParams
 from physwm.train.fit import constants_params
 
