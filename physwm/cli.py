@@ -429,7 +429,8 @@ def _plan_model(spec: str, env):
     if spec in ("explicit", "nominal"):
         info = env_info(env)
         system = info.system(info.params if spec == "explicit" else None)
-        return ODEModel(system, integrator="euler", dt=info.dt)
+        integrator = info.system.reference_integrator or info.system.env_integrator  # CartPole: Euler, as before
+        return ODEModel(system, integrator=integrator, dt=info.dt)
     path = Path(spec)
     if path.is_dir():
         path = path / "model.pt"

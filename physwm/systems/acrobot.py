@@ -222,6 +222,7 @@ class Acrobot(System):
     identify = ("link_mass_2", "link_com_pos_2", "damping_1", "damping_2")
     env_id = "physwm/Acrobot-v0"
     reference_env_id = "Acrobot-v1"
+    reference_integrator = "rk4_classic"
     reset_low = (-0.1, -0.1, -0.1, -0.1)
     reset_high = (0.1, 0.1, 0.1, 0.1)
     variants = {"nominal": AcrobotParams(), "friction": AcrobotParams(damping_1=0.05, damping_2=0.05)}

@@ -265,6 +265,8 @@ class System(VectorField):
     * ``env_id``: its physwm gymnasium environment; ``reference_env_id``: the gymnasium environment it
       reproduces exactly, if any; ``reset_low``/``reset_high``: the environments' default start box;
       ``env_integrator``: the integrator name its environments use by default (``"rk4"``);
+      ``reference_integrator``: the integrator (at the control period, one step) that reproduces the
+      reference environment (CartPole-v1: ``"euler"``);
     * ``variants``: named sets of constants (e.g. ``"friction"``: the truth with effects the nominal
       equations lack); ``true_variant``: the one planning and the built-in studies take as the true
       system by default; ``lqr_q``: the diagonal state weights of the default LQR controller;
@@ -300,6 +302,7 @@ class System(VectorField):
     goal_band: ClassVar[float | None] = None
     constraint: ClassVar[Callable[[torch.Tensor, Any], torch.Tensor] | None] = None
     env_integrator: ClassVar[str] = "rk4"
+    reference_integrator: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

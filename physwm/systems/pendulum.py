@@ -167,6 +167,7 @@ class Pendulum(System):
     identify = ("mass", "length", "damping")
     env_id = "physwm/Pendulum-v0"
     reference_env_id = "Pendulum-v1"
+    reference_integrator = "semi_implicit_euler"
     reset_low = (-math.pi, -1.0)
     reset_high = (math.pi, 1.0)
     variants = {"nominal": PendulumParams(), "friction": PendulumParams(damping=0.05)}
