@@ -109,3 +109,19 @@ def test_plots_of_an_autonomous_system(pendulum_data, tmp_path):
     assert fig.axes[0].get_ylabel() == "angular velocity dθ/dt (rad/s)"
     physwm.plot.save(fig, tmp_path / "field.png")
     assert (tmp_path / "field.png").is_file()
+
+
+def test_lyapunov_exponent_of_known_linearisations():
+    from physwm.evaluate import lyapunov_exponent
+    from physwm.systems import Pendulum
+
+    # near hanging, APHYNITY's pendulum is a damped oscillator: exponent -alpha / 2 = -0.1 1/s
+    x0 = torch.tensor([[1e-3, 0.0], [0.0, -1e-3]], dtype=torch.float64)
+    states = torch.cat((x0[:, None], x0[:, None]), 1)
+    lam = lyapunov_exponent(DampedPendulum(), states, torch.zeros(2, 60, 0), 0.5, substeps=10)
+    assert lam == pytest.approx(-0.1, abs=0.01)
+    # near upright, gymnasium's pendulum falls at sqrt(3 g / (2 l)) = sqrt(15) 1/s; over T = 1 s the finite-time
+    # exponent adds at most log(|(1, sqrt(15))| / 1) / T for the stretch of the unstable direction's norm
+    up = torch.tensor([[1e-4, 0.0]], dtype=torch.float64)
+    lam = lyapunov_exponent(Pendulum(), torch.stack((up, up), 1), torch.zeros(1, 20, 1), 0.05, substeps=10)
+    assert math.sqrt(15.0) < lam < math.sqrt(15.0) + math.log(4.0)
