@@ -31,7 +31,8 @@ field's own ``forward`` compiled into one loop over the batch). Nothing about th
   environment ``i``'s start is the ``i``-th draw a single environment would make, so a single
   ``SystemEnv`` reset with the same seed and stepped through ``N`` episodes starts them at the same states.
   Options: ``{"state": [N, n] or [n]}``, ``{"low": ..., "high": ...}`` (the sampling box, as for the single
-  environment, kept for later autoresets) and ``{"reset_mask": bool [N]}`` (reset only those).
+  environment, kept for later autoresets), ``{"radius": (low, high)}`` (starts at a random distance from
+  zero, :func:`~physwm.envs.radius_start`, also kept) and ``{"reset_mask": bool [N]}`` (reset only those).
 * **fused**: ``True`` compiles the step (about 10-60 s once per process and batch size on a 2-core machine,
   then each step costs a fraction of the eager one), ``False`` steps eagerly, ``None`` (default) compiles
   when ``num_envs >= FUSED_MIN_ENVS`` (where the compilation pays for itself within a few thousand steps)
@@ -52,9 +53,9 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .checks import positive_int
-from .envs import RESET_OPTIONS, env_integrator, env_params, state_vector, vector_env_name
+from .envs import RESET_OPTIONS, env_integrator, env_params, radius_start, state_vector, vector_env_name
 from .integrators import Integrator, compile_available, compiled_step
-from .systems import SYSTEMS, Parameters, System
+from .systems import BUILTIN_SYSTEMS, SYSTEMS, Parameters, System
 
 __all__ = ["SystemVectorEnv", "vector_env_class", "VECTOR_ENV_CLASSES", "FUSED_MIN_ENVS"]
 
@@ -90,7 +91,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
         self,
         num_envs: int = 1,
         params: Parameters | None = None,
-        integrator: str | Integrator = "rk4",
+        integrator: str | Integrator | None = None,
         substeps: int | None = None,
         terminate: bool = True,
         max_episode_steps: int | None = None,
@@ -131,6 +132,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
         n = cls.state_dim
         self._box = (np.asarray(cls.reset_low if cls.reset_low is not None else np.zeros(n), dtype=np.float64),
                      np.asarray(cls.reset_high if cls.reset_high is not None else np.zeros(n), dtype=np.float64))
+        self._radius: Any = None  # a reset's "radius" option, kept for later autoresets (instead of the box)
         # the states: rows [n, N] (contiguous) for the compiled step, [N, n] for the eager one; `state` is
         # always the [N, n] view.
         self._rows: np.ndarray | None = None
@@ -155,8 +157,13 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
 
     def _draw_starts(self, k: int) -> np.ndarray:
         """``k`` start states ``[k, n]`` from the environments' generator (row i: the i-th single draw)."""
+        n = self.system.state_dim
+        if self._radius is not None:
+            if k == 0:
+                return np.zeros((0, n))
+            return np.stack([radius_start(self.np_random, n, self._radius) for _ in range(k)]).reshape(k, n)
         low, high = self._box
-        return self.np_random.uniform(low=low, high=high, size=(k, self.system.state_dim))
+        return self.np_random.uniform(low=low, high=high, size=(k, n))
 
     def _advance(self, control: np.ndarray) -> np.ndarray:
         """The states after one control period under ``control [N, m]``: a new ``[N, n]`` float64 array."""
@@ -192,9 +199,9 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
             if self.state is None and not mask.all():
                 raise ValueError("the first reset must reset every environment (no reset_mask, or all True)")
         k = N if mask is None else int(mask.sum())
+        if sum(("state" in options, "low" in options or "high" in options, "radius" in options)) > 1:
+            raise ValueError("reset options: give either 'state', 'low'/'high' or 'radius', not several")
         if "state" in options:
-            if "low" in options or "high" in options:
-                raise ValueError("reset options: give either 'state' or 'low'/'high', not both")
             states = np.asarray(options["state"], dtype=np.float64)
             names = "[" + ", ".join(q.name for q in self.system.states) + "]"
             if states.shape == (n,):
@@ -202,12 +209,16 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
             if states.shape != (k, n) or not np.isfinite(states).all():
                 raise ValueError(f"reset option 'state' must be finite, of shape ({n},) or ({k}, {n}) = {names} "
                                  f"per environment reset, got shape {states.shape}")  # fmt: skip
+        elif "radius" in options:
+            radius_start(np.random.default_rng(0), n, options["radius"])  # checks it (ValueError)
+            self._radius = options["radius"]
+            states = self._draw_starts(k)
         else:
             low = state_vector(options.get("low", self._box[0]), "reset option 'low'", n)
             high = state_vector(options.get("high", self._box[1]), "reset option 'high'", n)
             if (low > high).any():
                 raise ValueError(f"reset option 'low' {low.tolist()} must be <= 'high' {high.tolist()}")
-            self._box = (low, high)
+            self._box, self._radius = (low, high), None
             states = self._draw_starts(k)
         self._set_states(states, mask)
         if mask is None:
@@ -304,6 +315,14 @@ def vector_env_class(system: type[System]) -> type[SystemVectorEnv]:
 
 #: Vector environment classes of the built-in systems, by system name (also attributes: ``CartPoleVectorEnv``).
 VECTOR_ENV_CLASSES: dict[str, type[SystemVectorEnv]] = {
-    name: vector_env_class(cls) for name, cls in SYSTEMS.items() if cls.env_id
+    name: vector_env_class(SYSTEMS[name]) for name in BUILTIN_SYSTEMS if SYSTEMS[name].env_id
 }
 globals().update({c.__name__: c for c in VECTOR_ENV_CLASSES.values()})
+
+
+def __getattr__(name: str) -> type[SystemVectorEnv]:
+    # ``<System>VectorEnv`` of a user-registered system (the name gymnasium's vector_entry_point gives)
+    for cls in list(SYSTEMS.values()):
+        if cls.env_id and vector_env_name(cls) == name:
+            return vector_env_class(cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,3 +229,51 @@ def test_a_user_system_gets_a_vector_environment():
 
     cls = vector_env_class(SYSTEMS["cartpole"])
     assert issubclass(cls, SystemVectorEnv) and cls.__name__ == "CartPoleVectorEnv"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SYSTEMS.items() if s.env_id))
+def test_every_systems_vector_env_steps_as_its_single_envs_bit_for_bit(name):
+    # Pendulum (a speed limit and angle wrapping applied per sub-step), the autonomous damped pendulum
+    # (controls of width 0), the acrobot (ClassicRK4): the vector step is each single step
+    system = SYSTEMS[name]
+    N, m = 5, system.control_dim
+    envs = gym.make_vec(system.env_id, num_envs=N, vectorization_mode="vector_entry_point", fused=False)
+    singles = [gym.make(system.env_id) for _ in range(N)]
+    envs.reset(seed=11)
+    for i, e in enumerate(singles):
+        e.reset(seed=11 if i == 0 else None)
+    # successive draws of one generator on the single side, in one reset on the vector side
+    single_starts = [singles[0].unwrapped.state.copy()]
+    for _ in range(N - 1):
+        singles[0].reset()
+        single_starts.append(singles[0].unwrapped.state.copy())
+    assert np.array_equal(envs.unwrapped.state, np.array(single_starts))
+    for e, s in zip(singles, single_starts):
+        e.reset(options={"state": s})
+    rng = np.random.default_rng(1)
+    for _ in range(15):
+        actions = rng.uniform(-1, 1, size=(N, m)).astype(np.float32)
+        _, rew, term, _, info = envs.step(actions)
+        out = [e.step(a) for e, a in zip(singles, actions)]
+        assert np.array_equal(envs.unwrapped.state, np.array([e.unwrapped.state for e in singles]))
+        assert np.array_equal(rew, np.array([o[1] for o in out]))
+        assert np.array_equal(info["control"], np.array([o[4]["control"] for o in out]).reshape(N, m))
+    assert np.abs(envs.unwrapped.state - np.array(single_starts)).max() > 1e-3  # it moved
+
+
+def test_radius_starts_on_the_vector_env_and_in_collect():
+    env_id = SYSTEMS["damped_pendulum"].env_id
+    envs = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    envs.reset(seed=0, options={"radius": (1.0, 2.0)})
+    r = np.linalg.norm(envs.unwrapped.state, axis=1)
+    assert ((r >= 1.0) & (r <= 2.0)).all()
+    with pytest.raises(ValueError, match="not several"):
+        envs.reset(options={"radius": (1.0, 2.0), "low": -1.0, "high": 1.0})
+    with pytest.raises(ValueError, match="radius"):
+        envs.reset(options={"radius": (2.0, 1.0)})
+    env = gym.make(env_id)
+    a = collect(env, "none", episodes=3, max_steps=10, seed=2, start_radius=(1.0, 2.0), vector=False, progress=False)
+    b = collect(env, "none", episodes=3, max_steps=10, seed=2, start_radius=(1.0, 2.0), progress=False)
+    assert torch.equal(a.states, b.states) and a.meta == b.meta
+    r0 = a.states[:, 0].norm(dim=-1)
+    assert ((r0 >= 1.0) & (r0 <= 2.0)).all()

@@ -27,7 +27,7 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from tqdm.auto import tqdm
 
 from ..checks import nonnegative_int, positive_int
-from ..envs import SystemEnv, env_info, to_action
+from ..envs import SystemEnv, env_info, radius_start, to_action
 from ..vector_envs import VECTOR_ENV_CLASSES, SystemVectorEnv, vector_env_class
 from ..version import __version__
 from .policies import POLICIES, Policy, make_policy
@@ -84,8 +84,10 @@ def collect(
     start_low: float | Sequence[float] | None = None,
     start_high: float | Sequence[float] | None = None,
     progress: bool = True,
+    *,
     vector: bool | None = None,
     fused: bool | None = False,
+    start_radius: Sequence[float] | None = None,
 ) -> Trajectories:
     """Run ``policy`` in an environment and record exact states and applied controls.
 
@@ -111,6 +113,8 @@ def collect(
             environment with no wrappers but ``gymnasium.make``'s own (time limit, order, checker).
         fused: compile the vector environment's step (see the module docstring; ``None``: the vector
             environment's rule, from ``FUSED_MIN_ENVS`` episodes on).
+        start_radius: instead of a box, start states at a random distance ``U[low, high)`` from zero in a
+            random direction (``(low, high)``; APHYNITY's initial conditions, see :func:`physwm.envs.radius_start`).
 
     Returns:
         float64 :class:`Trajectories` with ``states [N, T+1, n]`` (``env.unwrapped.state``),
@@ -126,6 +130,10 @@ def collect(
     n = info.state_dim
     if (start_low is None) != (start_high is None):
         raise ValueError("give both start_low and start_high, or neither")
+    if start_radius is not None and start_low is not None:
+        raise ValueError("give start_low/start_high or start_radius, not both")
+    if start_radius is not None:
+        radius_start(np.random.default_rng(0), n, start_radius)  # checks the radius before any work
     box = None
     if start_low is not None:
         box = (_box(start_low, "start_low", n), _box(start_high, "start_high", n))
@@ -145,7 +153,11 @@ def collect(
     env_ss, policy_ss, start_ss = np.random.SeedSequence(int(seed)).spawn(3)
     env_seed = int(env_ss.generate_state(1)[0])
     policy_rngs = [np.random.default_rng(s) for s in policy_ss.spawn(episodes)]
-    starts = None if box is None else np.random.default_rng(start_ss).uniform(box[0], box[1], size=(episodes, n))
+    start_rng = np.random.default_rng(start_ss)
+    if start_radius is not None:
+        starts = np.stack([radius_start(start_rng, n, start_radius) for _ in range(episodes)])
+    else:
+        starts = None if box is None else start_rng.uniform(box[0], box[1], size=(episodes, n))
 
     twin = vector_twin(env, episodes, fused) if vector is not False and (vector or episodes > 1) else None
     if vector and twin is None:
@@ -163,6 +175,8 @@ def collect(
         "start_high": None if box is None else box[1].tolist(),
         "physwm_version": __version__,
     }
+    if start_radius is not None:
+        meta["start_radius"] = [float(v) for v in start_radius]
     return Trajectories(
         torch.from_numpy(states), torch.from_numpy(controls), torch.from_numpy(lengths), dt=info.dt, meta=meta
     )
