@@ -23,7 +23,7 @@ from .envs import ENV_IDS, env_info, make_env
 from .files import atomic_write_text
 from .integrators import INTEGRATOR_NAMES
 from .models import MODEL_NAMES, ODE_FAMILIES, ODEModel, build
-from .studies import StudyConfig, default_config, draw_figures, run_study
+from .studies import EXECUTORS, StudyConfig, default_config, draw_figures, make_executor, run_study
 from .studies.runner import prepare_out
 from .systems import DEFAULT_SYSTEM, SYSTEMS
 from .train import fit, load_checkpoint, save_checkpoint
@@ -293,6 +293,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--config", default=None, help="StudyConfig JSON file (default: the default study)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: the config's)")
+    _add_executor_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace the results of a different study in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_compare)
@@ -325,14 +326,27 @@ def _study_config(cfg: StudyConfig, workers: int | None) -> StudyConfig:
     return cfg
 
 
+def _add_executor_args(p) -> None:
+    p.add_argument("--executor", choices=EXECUTORS, default="process",
+                   help="where the jobs run: local worker processes (default) or Ray tasks (pip install "
+                   "'physwm[ray]'; a local Ray instance with --workers CPUs unless --ray-address is given)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster (e.g. ray://head:10001 or auto); needs --executor ray")
+
+
 def _run_study_cli(cfg: StudyConfig, args) -> object:
-    """Check the output directory before any work, then run the study (this process runs jobs itself when
-    there is one worker: it takes the study's thread count, as worker processes do)."""
+    """Check the output directory before any work, then run the study on the chosen executor (this process
+    runs jobs itself when there is one worker: it takes the study's thread count, as worker processes do)."""
     cfg.validate()
-    prepare_out(cfg, Path(args.out), args.overwrite)
-    if cfg.workers == 1:
-        torch.set_num_threads(cfg.threads)
-    return run_study(cfg, args.out, overwrite=False, progress=not args.no_progress)
+    executor = make_executor(args.executor, cfg.workers, args.ray_address)  # checks before any work
+    try:
+        prepare_out(cfg, Path(args.out), args.overwrite)
+        if cfg.workers == 1 and executor is None:
+            torch.set_num_threads(cfg.threads)
+        return run_study(cfg, args.out, overwrite=False, progress=not args.no_progress, executor=executor)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
 
 
 def _run_compare(args) -> int:
@@ -376,6 +390,7 @@ def _add_demo(sub) -> None:
                    "APHYNITY's damped pendulum and a chaotic acrobot (physwm/studies/systems.json)")
     p.add_argument("--overwrite", action="store_true", help="start again, replacing an earlier study in --out")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+    _add_executor_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_demo)
 

@@ -52,6 +52,10 @@ starts); options may give ``{"state": [...]}`` to start from that exact state, o
 Time limit: ``gymnasium.make(..., max_episode_steps=T)``, default 500. Constructing an env class directly
 gives an environment without time limit.
 
+Every environment also has a vector version (:mod:`physwm.vector_envs`, registered as its
+``vector_entry_point``): ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``
+steps N copies in one batched call.
+
 This module also holds what every caller of an environment needs, once: :func:`make_env` (an environment
 for a task), :func:`env_info` (system, constants, sizes, control period and action levels of any supported
 environment, physwm's or gymnasium's own) and :func:`to_action` (a control to the action the environment
@@ -92,6 +96,11 @@ __all__ = [
     "to_action",
     "make_env",
     "register_envs",
+    "state_vector",
+    "env_params",
+    "env_integrator",
+    "vector_env_name",
+    "RESET_OPTIONS",
     "register_env",
     "env_ids",
     "radius_start",
@@ -100,7 +109,8 @@ __all__ = [
 ENV_ID = DEFAULT_SYSTEM.env_id
 FRICTION_PARAMS = DEFAULT_SYSTEM.variants["friction"]
 
-_RESET_OPTIONS = ("state", "low", "high", "radius")
+#: The keys ``reset(options=...)`` accepts.
+RESET_OPTIONS = ("state", "low", "high", "radius")
 
 
 def radius_start(rng: np.random.Generator, n: int, radius: Any) -> np.ndarray:
@@ -121,7 +131,7 @@ def radius_start(rng: np.random.Generator, n: int, radius: Any) -> np.ndarray:
     return d / np.sqrt((d**2).sum()) * r
 
 
-def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
+def state_vector(value: Any, what: str, n: int) -> np.ndarray:
     """A finite float64 ``n``-vector from scalars or array-likes, or a ValueError naming ``what``."""
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -134,6 +144,41 @@ def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} must be finite, got {arr.tolist()}")
     return arr.copy()
+
+
+def env_params(system: type[System], params: Parameters | None) -> Parameters:
+    """An environment's constants: ``params`` (the system's default if ``None``) as plain floats (detached).
+
+    Raises:
+        TypeError: ``params`` is not the system's ``Params``.
+    """
+    if params is None:
+        params = system.Params()
+    if not isinstance(params, system.Params):
+        raise TypeError(f"params must be a {system.Params.__name__}, got {type(params).__name__}")
+    return system.Params.from_dict(params.to_dict())
+
+
+def env_integrator(
+    system: type[System], params: Parameters, integrator: str | Integrator | None, substeps: int | None
+) -> Integrator:
+    """An environment's integrator: an instance as given, or a name (``None``: the system's
+    ``env_integrator``) with ``substeps`` (``None``: the system's choice for ``params``; adaptive integrators
+    take 1). See :class:`SystemEnv`."""
+    if integrator is None:
+        integrator = system.env_integrator
+    if isinstance(integrator, Integrator):
+        if substeps is not None:
+            raise ValueError(
+                "substeps is set on the Integrator instance itself; pass substeps only with an integrator name"
+            )
+        return integrator
+    if not isinstance(integrator, str):
+        raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
+    key = integrator.lower().replace("-", "_").replace(" ", "_")
+    if substeps is None:
+        substeps = 1 if key in ADAPTIVE_METHODS else system.substeps(params)
+    return get_integrator(key, substeps=substeps)
 
 
 class SystemEnv(gymnasium.Env):
@@ -169,16 +214,12 @@ class SystemEnv(gymnasium.Env):
     ):
         super().__init__()
         cls = self.system
-        if params is None:
-            params = cls.Params()
-        if not isinstance(params, cls.Params):
-            raise TypeError(f"params must be a {cls.Params.__name__}, got {type(params).__name__}")
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r} is not supported; valid: [None]")
         self.render_mode = None
-        self.params = cls.Params.from_dict(params.to_dict())  # plain floats, detached
+        self.params = env_params(cls, params)
         self.field = cls(self.params)
-        self.integrator = self._make_integrator(integrator, substeps)
+        self.integrator = env_integrator(cls, self.params, integrator, substeps)
         self.terminate = bool(terminate)
         self.dt = cls.control_period(self.params)
         low, high = cls.control_bounds(self.params)
@@ -189,22 +230,6 @@ class SystemEnv(gymnasium.Env):
         self.state: np.ndarray | None = None
         self._steps_beyond_terminated: int | None = None
 
-    def _make_integrator(self, integrator: str | Integrator, substeps: int | None) -> Integrator:
-        if isinstance(integrator, Integrator):
-            if substeps is not None:
-                raise ValueError(
-                    "substeps is set on the Integrator instance itself; pass substeps only with an integrator name"
-                )
-            return integrator
-        if integrator is None:
-            integrator = self.system.env_integrator
-        if not isinstance(integrator, str):
-            raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
-        key = integrator.lower().replace("-", "_").replace(" ", "_")
-        if substeps is None:
-            substeps = 1 if key in ADAPTIVE_METHODS else self.system.substeps(self.params)
-        return get_integrator(key, substeps=substeps)
-
     # --- gymnasium API -----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -214,9 +239,9 @@ class SystemEnv(gymnasium.Env):
         options = {} if options is None else options
         if not isinstance(options, dict):
             raise ValueError(f"options must be a dict, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(_RESET_OPTIONS))
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(_RESET_OPTIONS)}")
+            raise ValueError(f"unknown reset options {unknown}; valid: {list(RESET_OPTIONS)}")
         names = "[" + ", ".join(q.name for q in self.system.states) + "]"
         if sum(("state" in options, "low" in options or "high" in options, "radius" in options)) > 1:
             raise ValueError("reset options: give either 'state', 'low'/'high' or 'radius', not several")
@@ -225,10 +250,10 @@ class SystemEnv(gymnasium.Env):
         elif "state" in options:
             if np.ndim(options["state"]) == 0:
                 raise ValueError(f"reset option 'state' must have shape ({n},) = {names}")
-            state = _as_state_vector(options["state"], f"reset option 'state' {names}", n)
+            state = state_vector(options["state"], f"reset option 'state' {names}", n)
         else:
-            low = _as_state_vector(options.get("low", self.system.reset_low), "reset option 'low'", n)
-            high = _as_state_vector(options.get("high", self.system.reset_high), "reset option 'high'", n)
+            low = state_vector(options.get("low", self.system.reset_low), "reset option 'low'", n)
+            high = state_vector(options.get("high", self.system.reset_high), "reset option 'high'", n)
             if (low > high).any():
                 raise ValueError(f"reset option 'low' {low.tolist()} must be <= 'high' {high.tolist()}")
             state = self.np_random.uniform(low=low, high=high, size=(n,))
@@ -310,6 +335,11 @@ def env_class(system: type[System]) -> type[SystemEnv]:
                                                           "__doc__": f"``{system.env_id}``: {SystemEnv.__doc__}"})
 
 
+def vector_env_name(system: type[System]) -> str:
+    """The name of a system's vector environment class in :mod:`physwm.vector_envs` (``CartPoleVectorEnv``)."""
+    return f"{system.__name__}VectorEnv"
+
+
 #: Environment classes of the registered systems, by system name (the built-in ones are also module
 #: attributes: ``CartPoleEnv``, ``PendulumEnv``, ...).
 ENV_CLASSES: dict[str, type[SystemEnv]] = {name: env_class(SYSTEMS[name]) for name in BUILTIN_SYSTEMS
@@ -342,7 +372,9 @@ def register_env(system: type[System]) -> None:
         del gymnasium.registry[system.env_id]
     builtin = system.name in BUILTIN_SYSTEMS
     entry = f"{__name__}:{env_cls.__name__}" if builtin else env_cls
-    gymnasium.register(id=system.env_id, entry_point=entry, max_episode_steps=500)
+    # the vector environment by name: physwm.vector_envs resolves the name of any registered system's class
+    gymnasium.register(id=system.env_id, entry_point=entry, max_episode_steps=500,
+                       vector_entry_point=f"physwm.vector_envs:{vector_env_name(system)}")  # fmt: skip
 
 
 def register_envs() -> None:

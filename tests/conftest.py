@@ -12,3 +12,31 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(tmp_path_factory):
+    """Every notebook executed once (see notebooks_run.py): the folder of executed copies and the errors."""
+    from notebooks_run import run_all, use_this_python
+
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "OMP_NUM_THREADS")}
+    # the kernels draw with Jupyter's inline backend (off-screen, figures become PNG outputs, as in a
+    # notebook), not Agg: under Agg a figure a cell makes is never shown and the rendered pages have none
+    os.environ.update(MPLBACKEND="module://matplotlib_inline.backend_inline", OMP_NUM_THREADS="1")
+    jupyter_path = use_this_python(tmp_path_factory.mktemp("jupyter"))
+    try:
+        yield run_all(tmp_path_factory.mktemp("executed"))
+    finally:
+        if jupyter_path is not None:
+            if jupyter_path:
+                os.environ["JUPYTER_PATH"] = jupyter_path
+            else:
+                os.environ.pop("JUPYTER_PATH", None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

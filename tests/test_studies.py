@@ -281,16 +281,92 @@ def test_json_keeps_infinities():
     assert os.linesep  # keep os imported for readability of mtime checks above
 
 
-def test_worker_processes_give_the_same_results(study_dir, tmp_path):
+@pytest.fixture(scope="module")
+def pool_dir(tmp_path_factory):
+    """The tiny study (no figures, no data-efficiency sweep) run on the process pool (spawned workers)."""
+    out = tmp_path_factory.mktemp("pool")
+    res = run_study(tiny_config(workers=2, figures=False, data_efficiency=None), out, progress=False)
+    return out, res
+
+
+def test_worker_processes_give_the_same_results(study_dir, pool_dir):
     # the process pool (spawned workers) must compute exactly what the in-process run computed
     out, _ = study_dir
-    cfg = tiny_config(workers=2, figures=False, data_efficiency=None)
-    res = run_study(cfg, tmp_path / "par", progress=False)
+    par, res = pool_dir
     assert res.runs_done == 2 and res.data_collected == 5
     for model in ("hybrid", "mlp"):
         a = json.loads((out / f"runs/tiny/{model}/n200_s0.json").read_text())["splits"]
-        b = json.loads((tmp_path / f"par/runs/tiny/{model}/n200_s0.json").read_text())["splits"]
+        b = json.loads((par / f"runs/tiny/{model}/n200_s0.json").read_text())["splits"]
         assert a == b
+
+
+def _numbers(results_json):
+    """results.json without what measures time (wall and training times differ from run to run)."""
+    d = json.loads(results_json.read_text())
+    table = d["aggregated"]
+    keep = [i for i, c in enumerate(table["columns"]) if "time" not in c]
+    rows = [[row[i] for i in keep] for row in table["rows"]]
+    return d["headline"], [table["columns"][i] for i in keep], rows, d["config"]
+
+
+def test_a_study_on_ray_gives_the_process_pools_results_bit_for_bit(pool_dir, tmp_path):
+    from physwm.studies import RayExecutor
+
+    try:
+        executor = RayExecutor(num_cpus=2, object_store_memory=100 * 2**20)
+    except Exception as err:  # noqa: BLE001 - whatever stops a local Ray instance from starting
+        pytest.skip(f"a local Ray instance could not start here: {type(err).__name__}: {err}")
+    try:
+        res = run_study(tiny_config(workers=2, figures=False, data_efficiency=None), tmp_path / "ray",
+                        progress=False, executor=executor)  # fmt: skip
+    finally:
+        executor.shutdown()
+    par, _ = pool_dir
+    assert res.runs_done == 2 and res.data_collected == 5
+    headline, cols, rows, config = _numbers(tmp_path / "ray" / "results.json")
+    assert (headline, cols, rows, config) == _numbers(par / "results.json")
+    assert any("rmse" in c for c in cols) and len(rows) >= 6
+
+
+def test_executors_by_name():
+    from physwm.studies import EXECUTORS, make_executor
+
+    assert EXECUTORS == ("process", "ray")
+    assert make_executor("process", 2) is None
+    with pytest.raises(ValueError, match="valid"):
+        make_executor("dask", 2)
+    with pytest.raises(ValueError, match="--executor ray"):
+        make_executor("process", 2, address="auto")
+    with pytest.raises(SystemExit):
+        main(["compare", "--out", "x", "--executor", "slurm"])
+
+
+def test_progress_moves_as_each_job_finishes(monkeypatch):
+    # the bar must advance per finished job, not once all are done: the second job finishes only once the
+    # first was counted (or gives up after 5 s, which the old wait-for-all loop would have made it do)
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import physwm.studies.runner as runner
+
+    counted = threading.Event()
+    waited = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.n = 0
+
+        def update(self, k):
+            self.n += k
+            counted.set()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner, "tqdm", Bar)
+    with ThreadPoolExecutor(2) as ex:
+        runner._Jobs(2, ex).run([(lambda: None, ()), (lambda: waited.append(counted.wait(5)), ())], True, "jobs")
+    assert waited == [True]
 
 
 def test_systems_study_configs_and_a_tiny_run_on_pendulum_and_acrobot(tmp_path):

@@ -81,7 +81,7 @@ class Planner:
             non-finite cost rank last (for learned models that blow up on a few wild sequences).
         seed: int seed or a ``torch.Generator`` for the sampling noise.
         dtype: planning dtype (default: the model's parameter dtype, float32 for a new model).
-        fused: roll out an :class:`~physwm.models.ODEModel` with :func:`physwm.fused.compiled_rollout`
+        fused: roll out an :class:`~physwm.models.ODEModel` with :func:`physwm.integrators.compiled_rollout`
             (its field and integrator compiled into one kernel by ``torch.compile``: 10-15x faster per
             rollout, but the first call compiles for 10-60 s). Other models: a ValueError.
 

@@ -337,6 +337,22 @@ class Trajectories:
         atomic_write(path, write, overwrite=overwrite)
         return path
 
+    def to_minari(self, dataset_id: str, *, overwrite: bool = False, description: str | None = None) -> Any:
+        """Write these episodes as a local Minari dataset (``pip install "physwm[minari]"``); returns it.
+
+        See :func:`physwm.data.minari.to_minari` (the optional extra is imported on use).
+        """
+        from .minari import to_minari  # the optional extra's module, imported on use
+
+        return to_minari(self, dataset_id, overwrite=overwrite, description=description)
+
+    @classmethod
+    def from_minari(cls, dataset_id: str, *, dt: float | None = None) -> Trajectories:
+        """Read a local Minari dataset (states from its observations); see :func:`physwm.data.minari.from_minari`."""
+        from .minari import from_minari  # the optional extra's module, imported on use
+
+        return from_minari(dataset_id, dt=dt)
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectories:
         """Read a file written by :meth:`save` (dtype as saved).

@@ -4,7 +4,8 @@
 * :mod:`.explicit`: :class:`Euler`, :class:`SemiImplicitEuler`, :class:`ButcherTableau`, :class:`ExplicitRK`,
   :class:`RK4`, :class:`ClassicRK4` (RK4 rounded as textbooks and gymnasium's Acrobot-v1 round it);
 * :mod:`.adaptive`: :class:`Adaptive` (torchdiffeq's dopri5 and friends, optionally with the adjoint);
-* :mod:`.fused`: :func:`compiled_rollout`, a field and an integrator compiled into one kernel.
+* :mod:`.fused`: :func:`compiled_rollout` and :func:`compiled_step`, a field and an integrator compiled into
+  one kernel.
 
 :func:`get_integrator` builds one by name (the names of :data:`INTEGRATOR_NAMES`, what the command line
 and the studies accept).
@@ -15,7 +16,7 @@ from __future__ import annotations
 from .adaptive import ADAPTIVE_METHODS, Adaptive, SolverError
 from .base import Integrator, check_rollout_args
 from .explicit import RK4, RK4_TABLEAU, ButcherTableau, ClassicRK4, Euler, ExplicitRK, SemiImplicitEuler
-from .fused import FusedRollout, compile_available, compiled_rollout
+from .fused import FusedRollout, FusedStep, compile_available, compiled_rollout, compiled_step
 from .registry import FIXED_STEP, INTEGRATOR_NAMES, get_integrator
 
 __all__ = [
@@ -37,4 +38,6 @@ __all__ = [
     "compiled_rollout",
     "compile_available",
     "FusedRollout",
+    "compiled_step",
+    "FusedStep",
 ]

@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import shutil
 import threading
 import time
@@ -59,7 +60,7 @@ from .base import Integrator, check_rollout_args
 from .graph_pass import column_pass
 from .registry import get_integrator
 
-__all__ = ["FusedRollout", "compiled_rollout", "compile_available"]
+__all__ = ["FusedRollout", "compiled_rollout", "FusedStep", "compiled_step", "compile_available"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,3 +328,150 @@ def compiled_rollout(
 
 
 _CACHE_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------------
+# One control period at a time (vector environments)
+# --------------------------------------------------------------------------------------------------
+
+
+def _substep_function(field: VectorField, integrator: Integrator, h: float) -> Callable:
+    """``x_next [n, B]`` from ``x [n, B]`` and ``u [m, B]``: one call of ``integrator.advance`` over ``h``."""
+
+    def substep(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        s = integrator.advance(field, x.t(), u.t(), h)
+        return torch.stack(s.unbind(-1))
+
+    return substep
+
+
+class FusedStep:
+    """One control period of ``field`` with ``integrator``, compiled, on states stored as rows ``[n, B]``.
+
+    What a vector environment steps: ``step(x [n, B], u [m, B]) -> x_next [n, B]`` computes
+    ``integrator.advance(field, x.T, u.T, dt).T`` (the states of ``B`` systems, one row per state variable,
+    so the compiled loop over the batch reads and writes contiguous rows). A fixed-step integrator with
+    ``substeps`` sub-steps is compiled for one sub-step (a copy of it with ``substeps=1`` over ``dt /
+    substeps``, the very step size its own ``advance`` uses) and called ``substeps`` times: the same
+    arithmetic, a kernel ``substeps`` times smaller to compile. Integrators with their own ``advance``
+    (:class:`~physwm.integrators.Adaptive`) are compiled whole (torchdiffeq generally falls back to eager).
+
+    Numbers agree with the eager step to float round-off (see the module docstring); if compilation is
+    unavailable or fails, the step warns once and runs eagerly (same numbers, slower).
+
+    Args:
+        field, integrator: what is stepped; dt: control period, s.
+        backend, dynamic, fallback: as for :func:`compiled_rollout`.
+
+    Attributes:
+        compiled: False once compilation failed (or was unavailable) and the step runs eagerly.
+        compile_seconds: wall time of the calls that compiled (first call per batch size/dtype/device).
+    """
+
+    def __init__(
+        self,
+        field: VectorField,
+        integrator: Integrator,
+        dt: float,
+        backend: str | Callable = "inductor",
+        dynamic: bool | None = False,
+        fallback: bool = True,
+    ):
+        if not isinstance(field, VectorField):
+            raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
+        if not isinstance(integrator, Integrator):
+            raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
+        integrator.check_field(field)
+        self.field, self.integrator, self.dt = field, integrator, check_dt(dt)
+        self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
+        self.calls = 1
+        inner, h = integrator, self.dt
+        if type(integrator).advance is Integrator.advance and integrator.substeps > 1:
+            inner = copy.copy(integrator)
+            inner.substeps, self.calls, h = 1, integrator.substeps, self.dt / integrator.substeps
+        self._eager = _substep_function(field, inner, h)
+        self._fn: Callable = self._eager
+        self.compiled = False
+        self.compile_seconds = 0.0
+        self._seen: set[tuple] = set()
+        if backend == "inductor" and not compile_available():
+            self._give_up("no C++ compiler found for torch.compile's inductor backend")
+            return
+        try:
+            graph_pass = column_pass() if backend == "inductor" else None
+            options = {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
+            self._fn = torch.compile(
+                _fresh_code(self._eager, self), backend=backend, fullgraph=True, dynamic=dynamic, options=options
+            )
+            self.compiled = True
+        except Exception as err:  # torch without compile, unknown backend, ...
+            self._give_up(f"{type(err).__name__}: {err}", err)
+
+    def _give_up(self, reason: str, err: Exception | None = None) -> None:
+        if not self.fallback:
+            raise RuntimeError(f"physwm.fused: compilation failed ({reason})") from err
+        warnings.warn(
+            f"physwm.fused: compilation unavailable ({reason}); running the step eagerly (same numbers, slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._fn = self._eager
+        self.compiled = False
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``x [n, B]``, ``u [m, B]`` (same dtype and device) -> ``x_next [n, B]`` (a new tensor)."""
+        n, m = self.field.state_dim, self.field.control_dim
+        if x.ndim != 2 or x.shape[0] != n or u.ndim != 2 or u.shape != (m, x.shape[1]):
+            raise ValueError(f"x must be [{n}, B] and u [{m}, B], got {tuple(x.shape)} and {tuple(u.shape)}")
+        key = (None if self.dynamic else x.shape[1], x.dtype, u.dtype, x.device)
+        with torch.no_grad():
+            if not self.compiled:
+                for _ in range(self.calls):
+                    x = self._eager(x, u)
+                return x
+            first = key not in self._seen
+            t0 = time.perf_counter()
+            try:
+                x = self._fn(x, u)
+            except Exception as err:
+                if not first:
+                    raise
+                self._give_up(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}", err)
+                return self(x, u)
+            if first:
+                self._seen.add(key)
+                self.compile_seconds += time.perf_counter() - t0
+            for _ in range(self.calls - 1):
+                x = self._fn(x, u)
+        return x
+
+    def __repr__(self) -> str:
+        mode = "compiled" if self.compiled else "eager fallback"
+        return f"FusedStep({type(self.field).__name__}, {self.integrator!r}, dt={self.dt}, {mode})"
+
+
+def compiled_step(
+    field: VectorField,
+    integrator: Integrator | str,
+    dt: float,
+    *,
+    backend: str | Callable = "inductor",
+    dynamic: bool | None = False,
+    fallback: bool = True,
+) -> FusedStep:
+    """A compiled control period of ``field`` with ``integrator`` (a :class:`FusedStep`), cached on the field.
+
+    Arguments as for :func:`compiled_rollout`; the same object is returned for the same field, integrator
+    object and settings.
+    """
+    if not isinstance(field, VectorField):
+        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
+    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    key = ("step", id(integrator), check_dt(dt), backend, dynamic, fallback)
+    cache = field.__dict__.setdefault("_compiled_rollouts", {})
+    with _CACHE_LOCK:
+        cached = cache.get(key)
+        if cached is not None and cached.integrator is integrator:
+            return cached
+        cached = cache[key] = FusedStep(field, integrator, dt, backend, dynamic, fallback)
+    return cached

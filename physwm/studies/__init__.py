@@ -4,6 +4,7 @@
   default study (``default.json``, ``quick.json``);
 * :mod:`.runner`: :func:`run_study`, :func:`compare`, :func:`data_efficiency` (resumable, on local worker
   processes or any ``concurrent.futures.Executor``);
+* :mod:`.executors`: executors by name (``"process"``, ``"ray"``: :class:`RayExecutor`);
 * :mod:`.report`: aggregation over seeds, the headline comparison, Markdown/CSV/JSON;
 * :mod:`.figures`: the figures and the arrays they are drawn from (``physwm plot DIR``).
 """
@@ -20,6 +21,7 @@ from .config import (
     TaskConfig,
     default_config,
 )
+from .executors import EXECUTORS, RayExecutor, make_executor
 from .figures import draw_figures
 from .report import load_results, write_report
 from .runner import StudyResult, compare, data_efficiency, run_study
@@ -42,4 +44,7 @@ __all__ = [
     "write_report",
     "draw_figures",
     "IMPLICIT_FAMILIES",
+    "EXECUTORS",
+    "RayExecutor",
+    "make_executor",
 ]

@@ -39,7 +39,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import FIRST_EXCEPTION, Executor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,8 +240,8 @@ class _Jobs:
                     bar.update(1)
                 return
             pending = {target.submit(fn, *args) for fn, args in jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            while pending:  # the bar moves as each job finishes, whichever executor runs it
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     err = f.exception()
                     if err is not None:

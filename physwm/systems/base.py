@@ -412,6 +412,31 @@ class System(VectorField):
         return False
 
     @classmethod
+    def failed_batch(cls, states: np.ndarray, params: Any) -> np.ndarray:
+        """:meth:`failed` of each of ``states [B, n]``, as a bool array ``[B]`` (what vector environments call).
+
+        The default asks :meth:`failed` state by state (never, if a system does not override it); a system
+        may override this with a vectorised test giving the same answers.
+        """
+        states = np.asarray(states, dtype=np.float64)
+        if getattr(cls.failed, "__func__", None) is System.failed.__func__:
+            return np.zeros(len(states), dtype=bool)
+        return np.fromiter((cls.failed(s, params) for s in states), dtype=bool, count=len(states))
+
+    @classmethod
+    def reward_batch(
+        cls, states: np.ndarray, controls: np.ndarray, next_states: np.ndarray, terminated: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`reward` of ``B`` transitions (``[B, n]``, ``[B, m]``, ``[B, n]``, bool ``[B]``) -> float64 ``[B]``.
+
+        The default asks :meth:`reward` transition by transition; a system may vectorise it.
+        """
+        return np.fromiter(
+            (cls.reward(s, u, s2, bool(t)) for s, u, s2, t in zip(states, controls, next_states, terminated)),
+            dtype=np.float64, count=len(states),
+        )  # fmt: skip
+
+    @classmethod
     def reference_params(cls, env: Any) -> Parameters:
         """The constants of an instance ``env`` (unwrapped) of the gymnasium environment the system reproduces
         (default: the Params fields that ``env`` has as attributes of the same name; others keep their

@@ -412,6 +412,20 @@ class CartPole(System):
         return bool(x < -X_THRESHOLD or x > X_THRESHOLD or theta < -THETA_THRESHOLD or theta > THETA_THRESHOLD)
 
     @classmethod
+    def failed_batch(cls, states: np.ndarray, params: Any) -> np.ndarray:
+        """:meth:`failed` of ``states [B, 4]`` at once -> bool ``[B]``."""
+        s = np.asarray(states, dtype=np.float64)
+        x, theta = s[:, 0], s[:, 2]
+        return (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
+
+    @classmethod
+    def reward_batch(
+        cls, states: np.ndarray, controls: np.ndarray, next_states: np.ndarray, terminated: np.ndarray
+    ) -> np.ndarray:
+        """CartPole-v1's reward for ``B`` transitions: ones ``[B]``."""
+        return np.ones(len(states), dtype=np.float64)
+
+    @classmethod
     def observation_high(cls, terminate: bool) -> np.ndarray:
         """CartPole-v1's observation bound when episodes terminate (twice the thresholds), else unbounded."""
         if terminate:
