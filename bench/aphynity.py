@@ -159,6 +159,38 @@ def table(results: list[dict], floor_mse: float) -> tuple[str, dict]:
     return "\n".join(lines), summary
 
 
+def document(md: str, verdict: str, out: str, seeds: int, warm: int, steps: int, hidden: int, wall: float) -> str:
+    """The committed Markdown: the table, the verdict, where we lose, the protocol and where physwm differs."""
+    doc = ("Protocol (theirs" + __doc__.split("Protocol (theirs", 1)[1].split("Where physwm differs")[0]).strip()
+    differs = "Where physwm differs" + __doc__.split("Where physwm differs", 1)[1].rstrip()
+    text = "\n\n".join([
+        "# APHYNITY Table 1, damped pendulum, reproduced with physwm",
+        f"Regenerate: `python bench/aphynity.py --out {out} --overwrite` ({seeds} seeds; per model "
+        f"{warm} epochs on 5-step windows, then {steps} Adam steps on whole trajectories; MLP width "
+        f"{hidden}; {wall:.0f} s on a shared 2-core machine).",
+        md,
+        verdict + ".",
+        "The paper reports the true ODE at log10 MSE -8.58, which its released code (RK4 over the 0.5 s sample "
+        "steps) cannot reach: with the true constants RK4 at 0.5 s is limited by its own step error (the True "
+        "ODE row), the data's solver by nothing (the last row). Compare orderings and gaps, not absolute values: "
+        "the paper's APHYNITY hybrid lands within about 0.4 log10 of its complete physics.",
+        "## Where we lose",
+        "The ordering is the paper's (frictionless physics << Neural ODE < APHYNITY hybrid < complete physics) "
+        "and the hybrid identifies omega0 better than the paper's 4%, but its MSE stays far from the complete "
+        "physics: the gap target (0.5 log10) is not met at this budget. The limit is the residual, not the "
+        "physics: omega0 is right to a fraction of a percent, so what is left is the MLP's error in "
+        "representing -alpha * dtheta/dt (and zero on the position row) over the states visited; a 2 -> 200 "
+        "-> 200 -> 2 ReLU MLP on raw states does not get that error down to the complete physics' 1e-6 in "
+        "1,500 Adam steps (the paper trains up to 250,000). Five times the whole-trajectory steps "
+        "(`--warm 60 --steps 1500`, seed 0) gave the hybrid log10 MSE -4.24 (omega0 0.50% off) against "
+        "-6.30 for the complete physics: no better. The Neural ODE is also worse than the paper's (-2.84): the "
+        "long short-window phase fits 2.5 s windows that its 20 s rollouts do not follow (a quick look, "
+        "`--seeds 1 --warm 20 --steps 300 --hidden 64`, gave it -2.14).",
+        "## Protocol", doc, "## " + differs.replace("Where physwm differs: the", "Where physwm differs\n\nThe", 1),
+    ])  # fmt: skip
+    return text + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="model seeds (default 3)")
@@ -195,33 +227,8 @@ def main() -> None:
     wall = time.perf_counter() - t0
     print("\n" + md + "\n\n" + verdict + f"\n({wall:.0f} s wall; timings taken on a shared machine)")
     if args.out:
-        doc = (__doc__.split("\n\n", 1)[1].split("Where physwm differs")[0]).strip()
-        differs = "Where physwm differs" + __doc__.split("Where physwm differs", 1)[1].rstrip()
-        text = "\n\n".join([
-            "# APHYNITY Table 1, damped pendulum, reproduced with physwm",
-            f"Regenerate: `python bench/aphynity.py --out {args.out} --overwrite` ({args.seeds} seeds; per model "
-            f"{args.warm} epochs on 5-step windows, then {args.steps} Adam steps on whole trajectories; MLP width "
-            f"{args.hidden}; {wall:.0f} s on a shared 2-core machine).",
-            md,
-            verdict + ".",
-            "The paper reports the true ODE at log10 MSE -8.58, which its released code (RK4 over the 0.5 s sample "
-            "steps) cannot reach: with the true constants RK4 at 0.5 s is limited by its own step error (the True "
-            "ODE row), the data's solver by nothing (the last row). Compare orderings and gaps, not absolute values: "
-            "the paper's APHYNITY hybrid lands within about 0.4 log10 of its complete physics.",
-            "## Where we lose",
-            "The ordering is the paper's (frictionless physics << Neural ODE < APHYNITY hybrid < complete physics) "
-            "and the hybrid identifies omega0 better than the paper's 4%, but its MSE stays far from the complete "
-            "physics: the gap target (0.5 log10) is not met at this budget. The limit is the residual, not the "
-            "physics: omega0 is right to a fraction of a percent, so what is left is the MLP's error in "
-            "representing -alpha * dtheta/dt (and zero on the position row) over the states visited; a 2 -> 200 "
-            "-> 200 -> 2 ReLU MLP on raw states does not get that error down to the complete physics' 1e-6 in "
-            "1,500 Adam steps (the paper trains up to 250,000). Five times the whole-trajectory steps "
-            "(`--warm 60 --steps 1500`, seed 0) gave the hybrid log10 MSE -4.24 (omega0 0.50% off) against "
-            "-6.30 for the complete physics: no better. The Neural ODE is also worse than the paper's (-2.84) at "
-            "this budget.",
-            "## Protocol", doc, "## " + differs.replace("Where physwm differs: ", "Where physwm differs\n\n", 1),
-        ])  # fmt: skip
-        atomic_write_text(Path(args.out), text + "\n", overwrite=args.overwrite)
+        text = document(md, verdict, args.out, args.seeds, args.warm, args.steps, args.hidden, wall)
+        atomic_write_text(Path(args.out), text, overwrite=args.overwrite)
         print(f"wrote {args.out}")
 
 
