@@ -12,7 +12,7 @@ and the studies accept).
 
 from __future__ import annotations
 
-from .adaptive import ADAPTIVE_METHODS, Adaptive
+from .adaptive import ADAPTIVE_METHODS, Adaptive, SolverError
 from .base import Integrator, check_rollout_args
 from .explicit import RK4, RK4_TABLEAU, ButcherTableau, ClassicRK4, Euler, ExplicitRK, SemiImplicitEuler
 from .fused import FusedRollout, compile_available, compiled_rollout
@@ -29,6 +29,7 @@ __all__ = [
     "ClassicRK4",
     "Adaptive",
     "ADAPTIVE_METHODS",
+    "SolverError",
     "FIXED_STEP",
     "INTEGRATOR_NAMES",
     "get_integrator",
