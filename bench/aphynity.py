@@ -21,9 +21,10 @@ lr 1e-3 (tau_1); the test metric is the MSE over all 40 states of the 25 test tr
 * Param ODE (omega0, alpha): the complete equations, both constants learned;
 * True ODE: the true constants, nothing learned (RK4 at 0.5 s; and, for reference, the data's own solver).
 
-Where physwm differs: the budget: ``--warm`` epochs on windows of 5 steps (2.5 s, batches of 256) first,
-then ``--steps`` Adam steps on whole trajectories, the learning rate annealed by a cosine in each phase
-(theirs: whole trajectories only, constant rate, up to 50,000 epochs of 5 iterations each). Without the
+Where physwm differs: the budget: ``--warm`` epochs (default 300: 1,200 Adam steps) on windows of 5 steps
+(2.5 s, batches of 256) first, then ``--steps`` (default 300) Adam steps on whole trajectories, the learning
+rate annealed by a cosine in each phase (theirs: whole trajectories only, constant rate, up to 50,000 epochs
+of 5 iterations each, i.e. up to 250,000 steps: about 170 times our budget). Without the
 short-window phase, gradient descent on 20 s trajectories from a frequency 14% off locks into a wrong phase
 (a local minimum: the complete physics then ends near log10 MSE -0.3 with omega0 10% off). The physical
 constants learn at 1e-2 (``FitConfig.constants_lr``; the networks at 1e-3): at 1e-3 the hybrid's omega0 stays
@@ -59,6 +60,14 @@ from physwm.systems import DampedPendulum, DampedPendulumParams
 TRUE = DampedPendulumParams()  # T0 = 6 s, alpha = 0.2
 START = DampedPendulumParams(omega0=0.9, alpha=0.0)  # where the physics-based models start (14% low, frictionless)
 ROWS = ["Neural ODE", "Param ODE (omega0)", "APHYNITY Param ODE (omega0)", "Param ODE (omega0, alpha)", "True ODE"]
+# The paper's Table 1, damped pendulum (ICLR 2021): row -> (log10 MSE mean, its spread, omega0 error in % or None)
+PAPER = {
+    "Neural ODE": (-2.84, 0.70, None),
+    "Param ODE (omega0)": (-0.14, 0.10, 13.2),
+    "APHYNITY Param ODE (omega0)": (-7.86, 0.60, 4.0),
+    "Param ODE (omega0, alpha)": (-8.28, 0.40, 0.45),
+    "True ODE": (-8.58, 0.20, None),
+}
 
 
 def dataset(seed: int, episodes: int = 25) -> Trajectories:
@@ -133,7 +142,8 @@ def _pm(values: list[float], fmt: str) -> str:
 
 
 def table(results: list[dict], floor_mse: float) -> tuple[str, dict]:
-    lines = ["| model | log10 MSE (test) | omega0 error (%) | alpha error (%) |", "|---|---|---|---|"]
+    lines = ["| model | log10 MSE, paper | log10 MSE, physwm | omega0 error (%), paper | omega0 error (%), physwm "
+             "| alpha error (%), physwm |", "|---|---|---|---|---|---|"]  # fmt: skip
     summary = {}
     for row in ROWS:
         rs = [r for r in results if r["row"] == row]
@@ -141,16 +151,51 @@ def table(results: list[dict], floor_mse: float) -> tuple[str, dict]:
         w = [100 * r["omega0_err"] for r in rs if "omega0_err" in r]
         a = [100 * r["alpha_err"] for r in rs if "alpha_err" in r]
         summary[row] = {"log10_mse": statistics.fmean(logs), "omega0_err": statistics.fmean(w) if w else None}
-        lines.append(f"| {row} | {_pm(logs, '.2f')} | {_pm(w, '.2f')} | {_pm(a, '.2f')} |")
-    lines.append(f"| True ODE, the data's own solver (dopri8) | {math.log10(floor_mse):.2f} | – | – |")
+        p_mse, p_sd, p_w = PAPER[row]
+        p_w = "–" if p_w is None else f"{p_w:.2f}"
+        rest = f"{_pm(logs, '.2f')} | {p_w} | {_pm(w, '.2f')} | {_pm(a, '.2f')}"
+        lines.append(f"| {row} | {p_mse:.2f} ± {p_sd:.2f} | {rest} |")
+    lines.append(f"| True ODE, the data's own solver (dopri8) | – | {math.log10(floor_mse):.2f} | – | – | – |")
     return "\n".join(lines), summary
+
+
+def document(md: str, verdict: str, out: str, seeds: int, warm: int, steps: int, hidden: int, wall: float) -> str:
+    """The committed Markdown: the table, the verdict, where we lose, the protocol and where physwm differs."""
+    doc = ("Protocol (theirs" + __doc__.split("Protocol (theirs", 1)[1].split("Where physwm differs")[0]).strip()
+    differs = "Where physwm differs" + __doc__.split("Where physwm differs", 1)[1].rstrip()
+    text = "\n\n".join([
+        "# APHYNITY Table 1, damped pendulum, reproduced with physwm",
+        f"Regenerate: `python bench/aphynity.py --out {out} --overwrite` ({seeds} seeds; per model "
+        f"{warm} epochs on 5-step windows, then {steps} Adam steps on whole trajectories; MLP width "
+        f"{hidden}; {wall:.0f} s on a shared 2-core machine).",
+        md,
+        verdict + ".",
+        "The paper reports the true ODE at log10 MSE -8.58, which its released code (RK4 over the 0.5 s sample "
+        "steps) cannot reach: with the true constants RK4 at 0.5 s is limited by its own step error (the True "
+        "ODE row), the data's solver by nothing (the last row). Compare orderings and gaps, not absolute values: "
+        "the paper's APHYNITY hybrid lands within about 0.4 log10 of its complete physics.",
+        "## Where we lose",
+        "The ordering is the paper's (frictionless physics << Neural ODE < APHYNITY hybrid < complete physics) "
+        "and the hybrid identifies omega0 better than the paper's 4%, but its MSE stays far from the complete "
+        "physics: the gap target (0.5 log10) is not met at this budget. The limit is the residual, not the "
+        "physics: omega0 is right to a fraction of a percent, so what is left is the MLP's error in "
+        "representing -alpha * dtheta/dt (and zero on the position row) over the states visited; a 2 -> 200 "
+        "-> 200 -> 2 ReLU MLP on raw states does not get that error down to the complete physics' 1e-6 in "
+        "1,500 Adam steps (the paper trains up to 250,000). Five times the whole-trajectory steps "
+        "(`--warm 60 --steps 1500`, seed 0) gave the hybrid log10 MSE -4.24 (omega0 0.50% off) against "
+        "-6.30 for the complete physics: no better. The Neural ODE is also worse than the paper's (-2.84): the "
+        "long short-window phase fits 2.5 s windows that its 20 s rollouts do not follow (a quick look, "
+        "`--seeds 1 --warm 20 --steps 300 --hidden 64`, gave it -2.14).",
+        "## Protocol", doc, "## " + differs.replace("Where physwm differs: the", "Where physwm differs\n\nThe", 1),
+    ])  # fmt: skip
+    return text + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="model seeds (default 3)")
-    parser.add_argument("--steps", type=int, default=1500, help="Adam steps on whole trajectories (default 1500)")
-    parser.add_argument("--warm", type=int, default=60, help="epochs on 5-step windows first (default 60)")
+    parser.add_argument("--steps", type=int, default=300, help="Adam steps on whole trajectories (default 300)")
+    parser.add_argument("--warm", type=int, default=300, help="epochs on 5-step windows first (default 300)")
     parser.add_argument("--hidden", type=int, default=200, help="MLP width (default 200, APHYNITY's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for these sizes)")
     parser.add_argument("--out", default=None, help="write the table as Markdown to this file")
@@ -182,22 +227,8 @@ def main() -> None:
     wall = time.perf_counter() - t0
     print("\n" + md + "\n\n" + verdict + f"\n({wall:.0f} s wall; timings taken on a shared machine)")
     if args.out:
-        doc = (__doc__.split("\n\n", 1)[1].split("Where physwm differs")[0]).strip()
-        differs = "Where physwm differs" + __doc__.split("Where physwm differs", 1)[1].rstrip()
-        text = "\n\n".join([
-            "# APHYNITY Table 1, damped pendulum, reproduced with physwm",
-            f"Regenerate: `python bench/aphynity.py --out {args.out} --overwrite` ({args.seeds} seeds; per model "
-            f"{args.warm} epochs on 5-step windows, then {args.steps} Adam steps on whole trajectories; MLP width "
-            f"{args.hidden}; {wall:.0f} s on a shared 2-core machine).",
-            md,
-            verdict + ".",
-            "The paper reports the true ODE at log10 MSE -8.58, which its released code (RK4 over the 0.5 s sample "
-            "steps) cannot reach: with the true constants RK4 at 0.5 s is limited by its own step error (the True "
-            "ODE row), the data's solver by nothing (the last row). Compare orderings and gaps, not absolute values: "
-            "the paper's APHYNITY hybrid lands within about 0.4 log10 of its complete physics.",
-            "## Protocol", doc, "## " + differs.replace("Where physwm differs: ", "Where physwm differs\n\n", 1),
-        ])  # fmt: skip
-        atomic_write_text(Path(args.out), text + "\n", overwrite=args.overwrite)
+        text = document(md, verdict, args.out, args.seeds, args.warm, args.steps, args.hidden, wall)
+        atomic_write_text(Path(args.out), text, overwrite=args.overwrite)
         print(f"wrote {args.out}")
 
 
