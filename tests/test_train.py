@@ -366,8 +366,10 @@ def test_bad_input_errors():
         fit(model, TRAIN, lr=0.0, progress=False)
     with pytest.raises(ValueError, match=r"unknown lr_schedule 'linear'; valid: \[None, 'cosine', 'plateau'\]"):
         fit(model, TRAIN, lr_schedule="linear", progress=False)
-    with pytest.raises(ValueError, match="early_stopping needs validation data"):
-        fit(model, TRAIN, early_stopping=3, progress=False)
+    with pytest.raises(ValueError, match="constants_lr must be > 0"):
+        fit(model, TRAIN, constants_lr=0.0, progress=False)
+    with pytest.raises(ValueError, match="polish_steps must be an integer >= 0"):
+        fit(model, TRAIN, polish_steps=-1, progress=False)
     with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'; valid: \['adam', 'lbfgs'\]"):
         fit(model, TRAIN, optimizer="sgd", progress=False)
     with pytest.raises(ValueError, match="weight_decay is not supported with optimizer='lbfgs'"):

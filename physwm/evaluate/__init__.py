@@ -24,9 +24,17 @@ Conventions
   are computed in float64.
 
 Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration), :mod:`.model`
-(model-level evaluation).
+(model-level evaluation), :mod:`.identifiability` (how well data pin down a model's physical constants).
 """
 
+from .identifiability import (
+    Identifiability,
+    UnidentifiableWarning,
+    constants_jacobian,
+    identifiability,
+    learnable_constants,
+    loss_residuals,
+)
 from .metrics import (
     DEFAULT_HORIZONS,
     DEFAULT_VPT_THRESHOLD,
@@ -76,4 +84,10 @@ __all__ = [
     "predictive_distribution",
     "uncertainty_metrics",
     "evaluate",
+    "identifiability",
+    "Identifiability",
+    "UnidentifiableWarning",
+    "learnable_constants",
+    "loss_residuals",
+    "constants_jacobian",
 ]

@@ -31,17 +31,21 @@ from tqdm import tqdm
 
 from ..checks import module_dtype_device
 from ..data import EpisodeData
-from ..evaluate import rollout_rmse, windows_rmse
+from ..evaluate import UnidentifiableWarning, identifiability, learnable_constants, rollout_rmse, windows_rmse
+from ..systems import System
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import FitConfig
+from .constants import gauss_newton_constants
 from .history import History
 
-__all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning"]
+__all__ = ["fit", "constant_parameters", "TrainingDiverged", "TrainingDivergedWarning"]
+
+_CHUNK = 8192  # windows per model call when the whole training set is evaluated
 
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
     "horizon", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping", "min_delta",
-    "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
+    "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer", "constants_lr",
 )  # fmt: skip
 
 
@@ -57,7 +61,7 @@ class TrainingDivergedWarning(RuntimeWarning):
     """Warned by ``fit`` (default ``on_divergence="warn"``) when training hits NaN/inf and stops."""
 
 
-def _unpack_loss(out: Any, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+def _unpack_loss(out: Any, model: nn.Module, need_grad: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
     if isinstance(out, tuple) and len(out) == 2:
         loss, metrics = out
     else:
@@ -66,7 +70,7 @@ def _unpack_loss(out: Any, model: nn.Module) -> tuple[torch.Tensor, dict[str, fl
         raise TypeError(
             f"{type(model).__name__}.loss(batch) must return (scalar tensor, metrics dict), got {type(out).__name__}"
         )
-    if not loss.requires_grad:
+    if need_grad and not loss.requires_grad:
         raise ValueError(f"{type(model).__name__}.loss(batch) does not depend on any trainable parameter")
     return loss.reshape(()), dict(metrics or {})
 
@@ -75,13 +79,26 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _make_optimizer(cfg: FitConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+def constant_parameters(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable parameters of the System modules inside ``model`` (its physical constants)."""
+    found = {id(p): p for m in model.modules() if isinstance(m, System) for p in m.parameters() if p.requires_grad}
+    return list(found.values())
+
+
+def _make_optimizer(cfg: FitConfig, model: nn.Module, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
         return torch.optim.LBFGS(
             params, lr=cfg.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": params}]
+    if cfg.constants_lr is not None:
+        constants = {id(p) for p in constant_parameters(model)}
+        groups = [
+            {"params": [p for p in params if id(p) not in constants]},
+            {"params": [p for p in params if id(p) in constants], "lr": cfg.constants_lr},
+        ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig, epochs: int):
@@ -117,7 +134,7 @@ class _Run:
         self.config = {**cfg.to_dict(), "batch_size": self.batch_size, "epochs": self.epochs,
                        "validation": val is not None}  # fmt: skip
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = _make_optimizer(cfg, self.params)
+        self.opt = _make_optimizer(cfg, model, self.params)
         self.sched = _make_scheduler(self.opt, cfg, self.epochs)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history = History(monitor="val_error" if val is not None else "train_loss")
@@ -133,8 +150,13 @@ class _Run:
             if not hasattr(self.model, "fit_normalization"):
                 raise TypeError(f"{type(self.model).__name__} has no fit_normalization; pass normalize=False")
             self.model.fit_normalization(*self.train.normalization_data(self.dtype, self.device))
-        self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
         self.initial_params = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        if self.cfg.prefit_steps and constant_parameters(self.model):
+            # the physics first: the constants alone (a hybrid's residual starts at zero), then everything
+            pre = self.history.prefit = self.fit_constants(self.cfg.prefit_steps)
+            self.best_value, self.best_epoch = pre["after"] if pre["kept"] else pre["before"], 0
+            self.history.best_epoch, self.history.best_value = 0, self.best_value
+        self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
 
     def resume(self) -> None:
         """Load the saved run (refusing, with the model untouched, a run of other settings or data)."""
@@ -250,7 +272,7 @@ class _Run:
             h.metrics[name].append(metrics.get(name, math.nan))
 
     def update_best(self, epoch: int, monitored: float) -> None:
-        if monitored < self.best_value - self.cfg.min_delta or self.best_epoch is None:
+        if monitored < self.best_value * (1.0 - self.cfg.min_delta) or self.best_epoch is None:
             self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
             self.best_state = _state_copy(self.model)
         else:
@@ -307,6 +329,45 @@ class _Run:
             "selected": "untrained" if keep else "trained",
         }  # fmt: skip
 
+    def monitored(self) -> float:
+        """The monitored value now: the validation error, or the full-batch training loss."""
+        if self.vs is not None:
+            return self.validate()
+        return self.full_loss()
+
+    @torch.no_grad()
+    def full_loss(self) -> float:
+        total = 0.0
+        for b in range(0, self.ws.shape[0], _CHUNK):
+            batch = {"states": self.ws[b : b + _CHUNK], "controls": self.wc[b : b + _CHUNK]}
+            loss, _ = _unpack_loss(self.model.loss(batch), self.model, need_grad=False)
+            total += float(loss) * batch["states"].shape[0]
+        return total / self.ws.shape[0]
+
+    def fit_constants(self, iterations: int) -> dict[str, Any]:
+        """Gauss-Newton on the physical constants alone (:func:`gauss_newton_constants`), undone unless it
+        lowers the monitored value; what happened, as stored in ``History.prefit``/``History.polish``."""
+        model = self.model
+        before, value_before = _state_copy(model), self.monitored()
+        batch = {"states": self.ws, "controls": self.wc}
+        t0 = time.perf_counter()
+        model.train()
+        out = gauss_newton_constants(model, batch, iterations, seed=self.cfg.seed)
+        value_after = self.monitored()
+        kept = math.isfinite(value_after) and value_after < value_before
+        if not kept:
+            model.load_state_dict(before)
+        return {"monitor": self.history.monitor, "before": value_before, "after": value_after, "kept": kept,
+                "iterations": out["iterations"], "seconds": time.perf_counter() - t0}  # fmt: skip
+
+    def diagnose(self) -> None:
+        """Identifiability of the constants on the training windows; warn about those the data cannot pin."""
+        windows = {"states": self.ws, "controls": self.wc}
+        report = identifiability(self.model, windows, self.cfg.horizon, seed=self.cfg.seed)
+        self.history.identifiability = report.to_dict()
+        if report.unidentifiable:
+            warnings.warn(report.warning(), UnidentifiableWarning, stacklevel=4)
+
     def finish(self, diverged: str) -> None:
         h, cfg = self.history, self.cfg
         if diverged:
@@ -322,12 +383,19 @@ class _Run:
                 "callback": "stopped by the callback",
             }[h.stop_reason]
             if cfg.restore_best and self.best_epoch is not None:
-                h.message += f"; restored the best epoch {self.best_epoch} ({h.monitor}={self.best_value:.4g})"
+                what = "epoch 0 (the constants fitted first)" if self.best_epoch == 0 else f"epoch {self.best_epoch}"
+                h.message += f"; restored the best, {what} ({h.monitor}={self.best_value:.4g})"
         last_state = _state_copy(self.model)
         if diverged or (cfg.restore_best and self.best_epoch is not None):
             self.model.load_state_dict(self.best_state)
+        if cfg.polish_steps and not diverged and constant_parameters(self.model):
+            h.polish = self.fit_constants(cfg.polish_steps)
+            if h.polish["kept"]:
+                h.best_value = h.polish["after"]
         if cfg.keep_initial and not diverged and self.initial_params:
             self.select_initial()
+        if cfg.diagnose and not diverged and learnable_constants(self.model):
+            self.diagnose()
         final_state = _state_copy(self.model)
         if self.ckpt is not None:
             self.model.load_state_dict(last_state)
@@ -389,9 +457,7 @@ def fit(
     for attr in ("state_dim", "control_dim", "loss", "rollout"):
         if not hasattr(model, attr):
             raise TypeError(f"model must be a WorldModel (missing {attr!r}), got {type(model).__name__}")
-    cfg = (config or FitConfig()).replace(**options) if options else (config or FitConfig())
-    if cfg.early_stopping is not None and val is None:
-        raise ValueError("early_stopping needs validation data: pass val=")
+    cfg = FitConfig.for_model(model, **options) if config is None else config.replace(**options)
     if cfg.keep_initial and val is None:
         raise ValueError("keep_initial needs validation data: pass val=")
     if resume and checkpoint is None:
