@@ -139,9 +139,10 @@ class Identifiability:
         if not self.unidentifiable:
             return ""
         what = "; ".join(f"{n} = {self.values[self._index(n)]:.4g}: {why}" for n, why in self.unidentifiable.items())
+        fit = f"the fit leaves residuals of RMS {self.residual_rms:.2g} (units of the one-step change's spread)"
         return (
-            f"the data cannot pin down {', '.join(self.unidentifiable)} ({what}). These values are guesses, not "
-            "measurements: collect data that excite them, or fix them (learnable=...)."
+            f"the data cannot pin down {', '.join(self.unidentifiable)} ({what}; {fit}). These values are guesses, "
+            "not measurements: collect data that excite them, or fix them (learnable=...)."
         )
 
     def summary(self) -> str:
