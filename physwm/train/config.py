@@ -86,6 +86,9 @@ class FitConfig:
             polish. Adam's minibatch noise leaves constants a little off; the loss in a handful of
             constants is a smooth least-squares problem, which a second-order method finishes in a step or
             two.
+        explained_loss: with ``prefit_steps``, skip training when the constants fitted first already explain
+            the training data: their full-batch training loss (units of the one-step change's variance) is at
+            most this (``History.stop_reason == "explained"``, no epoch, no polish). ``None``: always train.
         diagnose: after training a model with learnable physical constants, measure how well the
             training data pin them down (:func:`physwm.evaluate.identifiability`: the Gauss-Newton
             Hessian of the loss in the constants, its condition number, intervals, the pairs that trade
@@ -119,6 +122,7 @@ class FitConfig:
     constants_lr: float | None = None
     prefit_steps: int = 0
     polish_steps: int = 0
+    explained_loss: float | None = None
     diagnose: bool = True
 
     def __post_init__(self) -> None:
@@ -133,6 +137,7 @@ class FitConfig:
         finite_float(self.grad_clip, "grad_clip", positive=True, allow_none=True)
         finite_float(self.max_time, "max_time", positive=True, allow_none=True)
         finite_float(self.constants_lr, "constants_lr", positive=True, allow_none=True)
+        finite_float(self.explained_loss, "explained_loss", nonnegative=True, allow_none=True)
         nonnegative_int(self.prefit_steps, "prefit_steps")
         nonnegative_int(self.polish_steps, "polish_steps")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -145,6 +150,8 @@ class FitConfig:
         check_choice(self.on_divergence, "on_divergence", ON_DIVERGENCE)
         if self.optimizer == "lbfgs" and self.weight_decay:
             raise ValueError("weight_decay is not supported with optimizer='lbfgs'")
+        if self.optimizer == "lbfgs" and self.constants_lr is not None:
+            raise ValueError("constants_lr is not supported with optimizer='lbfgs' (one learning rate for all)")
 
     @classmethod
     def for_model(cls, model: nn.Module, **options: Any) -> FitConfig:
@@ -152,11 +159,13 @@ class FitConfig:
 
         An explicit ``epochs`` or ``batch_size`` without ``steps`` means exactly that many epochs (at most)
         and windows per batch: the recipe's step budget, which would derive both from the data size, is
-        dropped.
+        dropped. ``optimizer="lbfgs"`` without ``constants_lr`` drops the recipe's (L-BFGS has one rate).
         """
         base = cls.from_dict(recipe_for(model), "recipe")
         if {"epochs", "batch_size"} & set(options) and "steps" not in options:
             base = base.replace(steps=None)
+        if options.get("optimizer") == "lbfgs" and "constants_lr" not in options:
+            base = base.replace(constants_lr=None)
         return base.replace(**options)
 
     def replace(self, **changes: Any) -> FitConfig:

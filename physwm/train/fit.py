@@ -38,7 +38,7 @@ from .config import FitConfig
 from .constants import gauss_newton_constants
 from .history import History
 
-__all__ = ["fit", "constant_parameters", "TrainingDiverged", "TrainingDivergedWarning"]
+__all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning", "constants_params"]
 
 _CHUNK = 8192  # windows per model call when the whole training set is evaluated
 
@@ -79,8 +79,9 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def constant_parameters(model: nn.Module) -> list[torch.Tensor]:
-    """The trainable parameters of the System modules inside ``model`` (its physical constants)."""
+def constants_params(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable parameters of the :class:`~physwm.systems.System` modules of ``model`` (its physical
+    constants), each once."""
     found = {id(p): p for m in model.modules() if isinstance(m, System) for p in m.parameters() if p.requires_grad}
     return list(found.values())
 
@@ -93,7 +94,7 @@ def _make_optimizer(cfg: FitConfig, model: nn.Module, params: list[torch.Tensor]
         )  # fmt: skip
     groups = [{"params": params}]
     if cfg.constants_lr is not None:
-        constants = {id(p) for p in constant_parameters(model)}
+        constants = {id(p) for p in constants_params(model)}
         groups = [
             {"params": [p for p in params if id(p) not in constants]},
             {"params": [p for p in params if id(p) in constants], "lr": cfg.constants_lr},
@@ -143,6 +144,7 @@ class _Run:
         self.best_state: dict = {}
         self.initial_params: dict = {}
         self.finished = False
+        self.explained = False  # the constants fitted first explain the training data: no epoch needed
 
     # -- starting ------------------------------------------------------------------------------------
     def start_fresh(self) -> None:
@@ -151,11 +153,16 @@ class _Run:
                 raise TypeError(f"{type(self.model).__name__} has no fit_normalization; pass normalize=False")
             self.model.fit_normalization(*self.train.normalization_data(self.dtype, self.device))
         self.initial_params = {k: v.detach().clone() for k, v in self.model.named_parameters()}
-        if self.cfg.prefit_steps and constant_parameters(self.model):
+        if self.cfg.prefit_steps and constants_params(self.model):
             # the physics first: the constants alone (a hybrid's residual starts at zero), then everything
             pre = self.history.prefit = self.fit_constants(self.cfg.prefit_steps)
             self.best_value, self.best_epoch = pre["after"] if pre["kept"] else pre["before"], 0
             self.history.best_epoch, self.history.best_value = 0, self.best_value
+            if self.cfg.explained_loss is not None:
+                pre["train_loss"] = self.full_loss() if self.vs is not None else self.best_value
+                self.explained = pre["train_loss"] <= self.cfg.explained_loss
+                if self.explained:
+                    self.history.stop_reason = "explained"
         self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
 
     def resume(self) -> None:
@@ -174,7 +181,7 @@ class _Run:
         self.best_state = tr["best_model_state"]
         self.initial_params = tr.get("initial_params") or {}
         self.finished = tr["finished"] and (
-            self.history.stop_reason in ("early_stopping", "diverged") or self.start_epoch >= self.epochs
+            self.history.stop_reason in ("early_stopping", "diverged", "explained") or self.start_epoch >= self.epochs
         )
         if self.finished:
             return  # the checkpoint's model_state (already loaded) is the final one
@@ -379,8 +386,10 @@ class _Run:
             h.message = {
                 "epochs": f"finished {len(h.epoch)} epochs",
                 "early_stopping": f"stopped early after {cfg.early_stopping} epochs without improvement",
-                "max_time": f"stopped after {h.time[-1]:.1f} s (max_time={cfg.max_time})",
+                "max_time": f"stopped after {h.time[-1] if h.time else 0.0:.1f} s (max_time={cfg.max_time})",
                 "callback": "stopped by the callback",
+                "explained": f"the physical constants fitted first explain the training data (training loss "
+                f"{h.prefit.get('train_loss', math.nan):.3g} <= explained_loss={cfg.explained_loss}): no epoch needed",
             }[h.stop_reason]
             if cfg.restore_best and self.best_epoch is not None:
                 what = "epoch 0 (the constants fitted first)" if self.best_epoch == 0 else f"epoch {self.best_epoch}"
@@ -388,7 +397,7 @@ class _Run:
         last_state = _state_copy(self.model)
         if diverged or (cfg.restore_best and self.best_epoch is not None):
             self.model.load_state_dict(self.best_state)
-        if cfg.polish_steps and not diverged and constant_parameters(self.model):
+        if cfg.polish_steps and not diverged and not self.explained and constants_params(self.model):
             h.polish = self.fit_constants(cfg.polish_steps)
             if h.polish["kept"]:
                 h.best_value = h.polish["after"]
@@ -425,12 +434,13 @@ def fit(
         train: training data, a ``Trajectories`` or a dict ``{"states": [N, T+1, n], "controls": [N, T, m]}``
             (optional ``"lengths": [N]`` valid transitions per NaN-padded episode).
         val: validation data of the same kinds, or ``None``.
-        config: a :class:`~physwm.train.FitConfig` (default ``FitConfig()``).
+        config: a :class:`~physwm.train.FitConfig`; ``None`` (default): the model's recipe,
+            :meth:`FitConfig.for_model` (:data:`physwm.models.RECIPES`).
         checkpoint: file written (atomically) after every epoch and at the end, with everything needed to
             resume; ``None``: none.
         resume: continue the run saved in ``checkpoint`` if that file exists (else start fresh). The
-            training data and the settings ``horizon, batch_size, lr, weight_decay, grad_clip, lr_schedule,
-            early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
+            training data and the settings ``horizon, batch_size, lr, constants_lr, weight_decay, grad_clip,
+            lr_schedule, early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
             whether ``val`` is given must be those of the saved run (a ``ValueError`` names any
             difference); ``epochs`` and ``max_time`` may change, so a finished run can be extended. A run
             that ended by early stopping or divergence is returned as saved.
@@ -439,7 +449,7 @@ def fit(
         callback: ``callback(epoch, history, model)`` after each epoch (and its checkpoint); return True to
             stop.
         **options: any :class:`~physwm.train.FitConfig` field (``horizon``, ``epochs``, ``lr``, ...),
-            overriding ``config``'s.
+            overriding ``config``'s (or the recipe's).
 
     Returns:
         The :class:`History` of the run (of all sessions when resumed).
@@ -488,7 +498,7 @@ def fit(
         bar = tqdm(total=run.epochs, initial=run.start_epoch, disable=not progress, desc="fit", unit="epoch",
                    dynamic_ncols=True)  # fmt: skip
         try:
-            for epoch in range(run.start_epoch + 1, run.epochs + 1):
+            for epoch in range(run.start_epoch + 1, (run.start_epoch if run.explained else run.epochs) + 1):
                 lr_now = float(run.opt.param_groups[0]["lr"])
                 train_loss, metrics, diverged = run.train_epoch(epoch)
                 val_err = None

@@ -36,7 +36,8 @@ class History:
             ``"val_error"`` with validation data, else ``"train_loss"``.
         best_epoch: epoch of the lowest monitored value (``None`` if no epoch finished).
         best_value: that value.
-        stop_reason: ``"epochs"``, ``"early_stopping"``, ``"max_time"``, ``"callback"`` or ``"diverged"``.
+        stop_reason: ``"epochs"``, ``"early_stopping"``, ``"max_time"``, ``"callback"``, ``"diverged"`` or
+            ``"explained"`` (the constants fitted first explained the data; no epoch trained).
         diverged: True if training stopped on NaN/inf.
         message: human-readable note on how the run ended.
         selection: with ``keep_initial``, how the trained and the untrained model compared on validation
@@ -76,6 +77,8 @@ class History:
         """Whether training reached a plateau: stopped early (no improvement for the patience), or the best
         monitored value improved by less than ``CONVERGED_RTOL`` (relative) over the last quarter of the
         epochs. False if it diverged or was still improving when a cap (epochs, steps, time) stopped it."""
+        if self.stop_reason == "explained":
+            return True
         if self.diverged or not self.epoch:
             return False
         if self.stop_reason == "early_stopping":
@@ -91,10 +94,13 @@ class History:
     def summary(self) -> str:
         """How training went, in a few lines: converged or not (and why), the best epoch, the polish of
         the constants and, for models with constants, their identifiability."""
-        if not self.epoch:
+        if not self.epoch and self.stop_reason != "explained":
             return "no epoch trained"
         n = len(self.epoch)
-        if self.diverged:
+        if self.stop_reason == "explained":
+            loss = self.prefit.get("train_loss", math.nan)
+            head = f"converged: the constants fitted first explain the training data (loss {loss:.3g}), no epoch needed"
+        elif self.diverged:
             head = f"diverged after {n} epochs: {self.message}"
         elif self.converged:
             how = "no improvement for the patience" if self.stop_reason == "early_stopping" else "plateau"
