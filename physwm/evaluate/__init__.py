@@ -24,9 +24,12 @@ Conventions
   are computed in float64.
 
 Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration), :mod:`.model`
-(model-level evaluation), :mod:`.identifiability` (how well data pin down a model's physical constants).
+(model-level evaluation), :mod:`.identifiability` (how well data pin down a model's physical constants),
+:mod:`.chaos` (a known system's Lyapunov exponent along data, the unit of valid prediction times on chaotic
+systems).
 """
 
+from .chaos import lyapunov_exponent
 from .identifiability import (
     Identifiability,
     UnidentifiableWarning,
@@ -90,4 +93,5 @@ __all__ = [
     "learnable_constants",
     "loss_residuals",
     "constants_jacobian",
+    "lyapunov_exponent",
 ]

@@ -43,6 +43,10 @@ class FitConfig:
             1, epochs)``.
         min_batches: see ``steps``.
         lr: learning rate (Adam; L-BFGS: take 1).
+        constants_lr: learning rate of the parameters of :class:`~physwm.systems.System` modules (the
+            physical constants an explicit model or a hybrid's physics identifies), a parameter group of its
+            own; ``None``: the same as ``lr``. The other parameters (networks) keep ``lr``; a learning-rate
+            schedule scales both. Not with ``optimizer="lbfgs"``.
         weight_decay: decoupled (AdamW) weight decay; 0 is plain Adam.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         lr_schedule: ``None``, ``"cosine"`` (cosine annealing to 0 over the epochs) or ``"plateau"`` (halve
@@ -73,9 +77,6 @@ class FitConfig:
             search, 20 iterations per epoch, ``batch_size`` ignored (take ``lr=1``). For models with few
             parameters (system identification, a hybrid's polish) it converges to the optimum to round-off
             where Adam's minibatch noise stalls; no weight decay.
-        constants_lr: learning rate of the parameters of System modules (the physical constants of an
-            explicit model or of a hybrid's physics); ``None``: the same as ``lr``. Adam only (L-BFGS has one
-            rate).
         prefit_steps: before training, at most this many Gauss-Newton (Levenberg-Marquardt) steps on the
             physical constants alone (:func:`~physwm.train.gauss_newton_constants`; the networks frozen: a
             hybrid's residual starts at zero, so this fits its physics to the data first), kept only if they
@@ -104,6 +105,7 @@ class FitConfig:
     steps: int | None = None
     min_batches: int = 4
     lr: float = 1e-3
+    constants_lr: float | None = None
     weight_decay: float = 0.0
     grad_clip: float | None = None
     lr_schedule: str | None = None
@@ -119,7 +121,6 @@ class FitConfig:
     max_time: float | None = None
     on_divergence: str = "warn"
     optimizer: str = "adam"
-    constants_lr: float | None = None
     prefit_steps: int = 0
     polish_steps: int = 0
     explained_loss: float | None = None
@@ -132,11 +133,11 @@ class FitConfig:
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name)
         finite_float(self.lr, "lr", positive=True)
+        finite_float(self.constants_lr, "constants_lr", positive=True, allow_none=True)
         finite_float(self.weight_decay, "weight_decay", nonnegative=True)
         finite_float(self.min_delta, "min_delta", nonnegative=True)
         finite_float(self.grad_clip, "grad_clip", positive=True, allow_none=True)
         finite_float(self.max_time, "max_time", positive=True, allow_none=True)
-        finite_float(self.constants_lr, "constants_lr", positive=True, allow_none=True)
         finite_float(self.explained_loss, "explained_loss", nonnegative=True, allow_none=True)
         nonnegative_int(self.prefit_steps, "prefit_steps")
         nonnegative_int(self.polish_steps, "polish_steps")

@@ -44,8 +44,8 @@ _CHUNK = 8192  # windows per model call when the whole training set is evaluated
 
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
-    "horizon", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping", "min_delta",
-    "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer", "constants_lr",
+    "horizon", "batch_size", "lr", "constants_lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping",
+    "min_delta", "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
 )  # fmt: skip
 
 
@@ -82,23 +82,26 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 def constants_params(model: nn.Module) -> list[torch.Tensor]:
     """The trainable parameters of the :class:`~physwm.systems.System` modules of ``model`` (its physical
     constants), each once."""
-    found = {id(p): p for m in model.modules() if isinstance(m, System) for p in m.parameters() if p.requires_grad}
-    return list(found.values())
+    seen: dict[int, torch.Tensor] = {}
+    for mod in model.modules():
+        if isinstance(mod, System):
+            for p in mod.parameters():
+                if p.requires_grad:
+                    seen.setdefault(id(p), p)
+    return list(seen.values())
 
 
-def _make_optimizer(cfg: FitConfig, model: nn.Module, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: FitConfig, params: list[torch.Tensor], model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
         return torch.optim.LBFGS(
             params, lr=cfg.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
-    groups = [{"params": params}]
-    if cfg.constants_lr is not None:
-        constants = {id(p) for p in constants_params(model)}
-        groups = [
-            {"params": [p for p in params if id(p) not in constants]},
-            {"params": [p for p in params if id(p) in constants], "lr": cfg.constants_lr},
-        ]
+    if cfg.constants_lr is None:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    constants = {id(p) for p in constants_params(model)}
+    groups = [{"params": [p for p in params if id(p) not in constants]},
+              {"params": [p for p in params if id(p) in constants], "lr": cfg.constants_lr}]  # fmt: skip
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -135,7 +138,7 @@ class _Run:
         self.config = {**cfg.to_dict(), "batch_size": self.batch_size, "epochs": self.epochs,
                        "validation": val is not None}  # fmt: skip
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = _make_optimizer(cfg, model, self.params)
+        self.opt = _make_optimizer(cfg, self.params, model)
         self.sched = _make_scheduler(self.opt, cfg, self.epochs)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history = History(monitor="val_error" if val is not None else "train_loss")
@@ -474,8 +477,14 @@ def fit(
         raise ValueError("resume=True needs checkpoint=<path of the run to resume>")
     ckpt = Path(checkpoint) if checkpoint is not None else None
     resuming = bool(resume and ckpt is not None and ckpt.exists())
-    if ckpt is not None and ckpt.exists() and not resume and not overwrite:
-        raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+    if ckpt is not None:
+        if ckpt.is_dir():
+            raise IsADirectoryError(f"checkpoint {ckpt} is a directory; give a file name such as run.pt")
+        if ckpt.exists() and not resume and not overwrite:
+            raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+        parent = ckpt.parent if str(ckpt.parent) else Path(".")
+        if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write checkpoint {ckpt}: {parent} is not writable")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     owner, dt = type(model).__name__, getattr(model, "dt", None)
