@@ -26,7 +26,7 @@ from .models import MODEL_NAMES, ODE_FAMILIES, ODEModel, build
 from .studies import EXECUTORS, StudyConfig, default_config, draw_figures, make_executor, run_study
 from .studies.runner import prepare_out
 from .systems import DEFAULT_SYSTEM, SYSTEMS
-from .train import fit, load_checkpoint, save_checkpoint
+from .train import FitConfig, fit, load_checkpoint, save_checkpoint
 from .version import __version__
 
 __all__ = ["main"]
@@ -198,13 +198,14 @@ def _add_train(sub) -> None:
         "--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=f"one of: {', '.join(MODEL_NAMES)}"
     )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs", type=int, default=100, help="epochs (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=256, help="windows per minibatch (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--horizon", type=int, default=1, help="training window, steps: 1 one-step loss, more multi-step")
-    p.add_argument("--val-horizon", type=int, default=10, help="steps of the validation rollout error (default 10)")
+    # Training options default to None: the model family's recipe (physwm.models.RECIPES) decides.
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per minibatch (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--horizon", type=int, default=None, help="training window, steps: 1 one-step loss, more multi-step")
+    p.add_argument("--val-horizon", type=int, default=None, help="steps of the validation rollout error (default 10)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="episodes held out for validation (default 0.2)")
-    p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (default: none)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (default: recipe)")
     p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=None, help="learning-rate schedule")
     p.add_argument(
         "--integrator", default="auto",
@@ -255,19 +256,22 @@ def _run_train(args) -> int:
           f"{train.num_transitions} train transitions")  # fmt: skip
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"model: {args.model} ({type(model).__name__}, {n_params} trainable parameters)")
+    given = {"horizon": args.horizon, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "lr_schedule": args.lr_schedule, "early_stopping": args.patience, "val_horizon": args.val_horizon,
+             "max_time": args.max_time}  # fmt: skip
     history = fit(
-        model, train, val, horizon=args.horizon, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, early_stopping=args.patience, val_horizon=args.val_horizon,
-        checkpoint=state_path, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-        progress=not args.quiet, max_time=args.max_time,
+        model, train, val, checkpoint=state_path, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+        progress=not args.quiet, **{k: v for k, v in given.items() if v is not None},
     )  # fmt: skip
     save_checkpoint(model_path, model, epoch=len(history.epoch), history=history, overwrite=True)
     history.save(history_path, overwrite=True)
     print(history.message)
+    print(history.summary())
     if history.train_loss:
         print(f"final train loss: {history.train_loss[-1]:.6g} (epoch {history.epoch[-1]})")
     if history.best_val_error is not None:
-        print(f"best val rollout RMSE ({args.val_horizon} steps, normalised units): "
+        val_h = args.val_horizon if args.val_horizon is not None else FitConfig.for_model(model).val_horizon
+        print(f"best val rollout RMSE ({val_h} steps, normalised units): "
               f"{history.best_val_error:.6g} (epoch {history.best_epoch})")  # fmt: skip
     for name, module in model.named_modules():
         if callable(getattr(module, "identified", None)):

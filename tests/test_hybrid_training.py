@@ -126,11 +126,13 @@ def test_constants_lr_puts_system_parameters_in_their_own_group():
 
 
 def test_default_fit_keeps_one_parameter_group(tmp_path):
-    """constants_lr=None (the default): the optimiser is the one of before (one group); else two groups."""
+    """constants_lr=None (FitConfig's default): the optimiser is the one of before (one group); else two groups.
+    (``fit(model, data)`` without a config uses the hybrid's recipe, which sets constants_lr: see test_recipes.)"""
     data = {"states": torch.randn(3, 6, 4) * 0.1, "controls": torch.randn(3, 5, 1)}
     groups = {}
     for name, extra in (("default", {}), ("split", {"constants_lr": 0.03})):
-        fit(build("hybrid"), data, epochs=1, checkpoint=tmp_path / f"{name}.pt", progress=False, **extra)
+        fit(build("hybrid"), data, config=FitConfig(epochs=1, **extra), checkpoint=tmp_path / f"{name}.pt",
+            progress=False)  # fmt: skip
         _, state = load_checkpoint(tmp_path / f"{name}.pt")
         groups[name] = [(g["lr"], len(g["params"])) for g in state["training"]["optimizer"]["param_groups"]]
     n_constants = len(build("hybrid").field.physics.raw)

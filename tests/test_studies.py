@@ -198,6 +198,24 @@ def test_default_configs_are_valid():
     assert quick.train_transitions < full.train_transitions and len(quick.seeds) == 1
 
 
+def test_studies_train_each_family_with_its_recipe():
+    # the studies hold no private learning rates: each family's come from its recipe (physwm.models.RECIPES)
+    from physwm.models import recipe
+
+    full = default_config()
+    assert all(m.fit == {} for m in full.models)
+    for m in full.models:
+        cfg, rec = full.fit_for(m), recipe(m.build_name)
+        assert (cfg.lr, cfg.constants_lr, cfg.prefit_steps) == (rec["lr"], rec.get("constants_lr"),
+                                                                rec.get("prefit_steps", 0))  # fmt: skip
+        assert (cfg.steps, cfg.keep_initial, cfg.val_max_windows) == (1000, True, 128)  # the study's budget
+    assert full.fit_for(full.model("explicit")).lr == 0.03
+    # a study that sets a field, or a model's own fit, still wins over the recipe
+    assert full.fit_for(ModelConfig("hybrid", fit={"lr": 0.1})).lr == 0.1
+    tuned = StudyConfig.from_dict({**full.to_dict(), "fit": {**full.to_dict()["fit"], "lr": 0.02}})
+    assert tuned.fit_for(tuned.model("hybrid")).lr == 0.02
+
+
 # --- bad input -----------------------------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@ def test_family_fits_evaluates_plots_and_plans(datasets, system, family, tmp_pat
     model = build(family, system, **options)
     assert (model.state_dim, model.control_dim, model.dt) == (cls.state_dim, 1, cls.Params().dt)
     history = fit(model, train, val, epochs=2, batch_size=64, progress=False)
-    assert len(history.epoch) == 2 and not history.diverged
+    # 2 epochs, or none when the recipe's Gauss-Newton fit of the constants already explains the data
+    assert (len(history.epoch) == 2 or history.stop_reason == "explained") and not history.diverged
     metrics = evaluate(model, val, horizons=[1, 10], true_params=cls.variant(cls.true_variant))
     assert math.isfinite(metrics["rmse@10"]) and metrics["vpt_steps"] >= 0
     if family in ("explicit", "hybrid"):

@@ -24,11 +24,20 @@ Conventions
   are computed in float64.
 
 Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration), :mod:`.model`
-(model-level evaluation), :mod:`.chaos` (a known system's Lyapunov exponent along data, the unit of valid
-prediction times on chaotic systems).
+(model-level evaluation), :mod:`.identifiability` (how well data pin down a model's physical constants),
+:mod:`.chaos` (a known system's Lyapunov exponent along data, the unit of valid prediction times on chaotic
+systems).
 """
 
 from .chaos import lyapunov_exponent
+from .identifiability import (
+    Identifiability,
+    UnidentifiableWarning,
+    constants_jacobian,
+    identifiability,
+    learnable_constants,
+    loss_residuals,
+)
 from .metrics import (
     DEFAULT_HORIZONS,
     DEFAULT_VPT_THRESHOLD,
@@ -78,5 +87,11 @@ __all__ = [
     "predictive_distribution",
     "uncertainty_metrics",
     "evaluate",
+    "identifiability",
+    "Identifiability",
+    "UnidentifiableWarning",
+    "learnable_constants",
+    "loss_residuals",
+    "constants_jacobian",
     "lyapunov_exponent",
 ]

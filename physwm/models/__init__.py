@@ -6,6 +6,7 @@ from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILI
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
+from .recipes import RECIPES, family_of, recipe, recipe_for
 
 __all__ = [
     "WorldModel",
@@ -28,4 +29,8 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "ODE_FAMILIES",
     "IMPLICIT_FAMILIES",
+    "RECIPES",
+    "recipe",
+    "recipe_for",
+    "family_of",
 ]

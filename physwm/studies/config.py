@@ -22,7 +22,7 @@ from ..checks import check_fields, nonnegative_int, positive_int
 from ..data import POLICIES
 from ..files import atomic_write_text, read_json
 from ..integrators import INTEGRATOR_NAMES
-from ..models import IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
+from ..models import IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build, recipe
 from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system
 from ..train import FitConfig
 
@@ -34,6 +34,7 @@ __all__ = [
     "HeadlineConfig",
     "StudyConfig",
     "STUDY_FIT",
+    "FAMILY_FIT_FIELDS",
     "default_config",
     "build_options",
     "IMPLICIT_FAMILIES",
@@ -50,6 +51,11 @@ STUDY_FIT = FitConfig(
     steps=1000, epochs=200, batch_size=256, min_batches=4, lr=3e-3, lr_schedule="cosine", grad_clip=10.0,
     val_max_windows=128, keep_initial=True, select_horizon=50,
 )  # fmt: skip
+
+#: The fields of a model family's recipe (:data:`physwm.models.RECIPES`) that say how that family trains:
+#: a study takes them from the recipe (its own ``fit`` sets the budget and the validation protocol shared by
+#: every model), unless the study's ``fit`` changes them from :data:`STUDY_FIT` or the model's ``fit`` sets them.
+FAMILY_FIT_FIELDS = ("lr", "constants_lr", "prefit_steps", "polish_steps", "explained_loss")
 
 
 def _check_name(name: Any, where: str) -> str:
@@ -277,7 +283,8 @@ class ModelConfig:
             gru, transformer, ensemble, gaussian_mlp.
         options: build options (``system``, ``dt`` and ``seed`` are set by the study; ODE families get the
             task's ``integrator`` unless given here).
-        fit: overrides of :class:`~physwm.train.FitConfig` fields for this model (e.g. ``{"lr": 0.03}``).
+        fit: overrides of :class:`~physwm.train.FitConfig` fields for this model (e.g. ``{"lr": 0.03}``); the
+            family's recipe already sets its learning rates (see :data:`FAMILY_FIT_FIELDS`).
     """
 
     name: str
@@ -517,8 +524,11 @@ class StudyConfig:
         raise ValueError(f"unknown model {name!r}; valid: {[m.name for m in self.models]}")
 
     def fit_for(self, model: ModelConfig) -> FitConfig:
-        """The study's FitConfig with the model's overrides."""
-        return self.fit.replace(**model.fit)
+        """The study's FitConfig with the family's recipe (its :data:`FAMILY_FIT_FIELDS` the study's ``fit``
+        leaves at :data:`STUDY_FIT`'s values) and the model's overrides on top."""
+        family = {k: v for k, v in recipe(model.build_name).items()
+                  if k in FAMILY_FIT_FIELDS and getattr(self.fit, k) == getattr(STUDY_FIT, k)}  # fmt: skip
+        return self.fit.replace(**{**family, **model.fit})
 
     def headline_task(self) -> str:
         return self.headline.task or self.tasks[-1].name

@@ -3,11 +3,13 @@
 * :mod:`.config`: :class:`FitConfig`, every option of ``fit`` as one dataclass;
 * :mod:`.fit`: the loop (:func:`fit`, :class:`TrainingDiverged`, :class:`TrainingDivergedWarning`);
 * :mod:`.history`: :class:`History`, the record of a run;
+* :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
 
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
+from .constants import gauss_newton_constants
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
 
@@ -23,4 +25,5 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "gauss_newton_constants",
 ]

@@ -1,8 +1,10 @@
 """The options of :func:`~physwm.train.fit` as one dataclass: :class:`FitConfig`.
 
 ``fit(model, train, val, config=FitConfig(...))`` and ``fit(model, train, val, lr=..., ...)`` are the same
-call: keyword arguments override the fields of ``config`` (default ``FitConfig()``). Studies keep one
-FitConfig per model and hand it to ``fit`` as is.
+call: keyword arguments override the fields of ``config``. Without a config, ``fit`` starts from the
+model's recipe (:meth:`FitConfig.for_model`, the family's entry of :data:`physwm.models.RECIPES`), so
+``fit(model, data)`` trains every family the way it trains best; ``FitConfig()`` itself holds the plain
+defaults (Adam at 1e-3, 100 epochs of 256-window batches).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_choice, check_fields, finite_float, positive_int
+from torch import nn
+
+from ..checks import check_choice, check_fields, finite_float, nonnegative_int, positive_int
+from ..models.recipes import recipe_for
 
 __all__ = ["FitConfig", "LR_SCHEDULES", "OPTIMIZERS", "ON_DIVERGENCE"]
 
@@ -47,9 +52,10 @@ class FitConfig:
         lr_schedule: ``None``, ``"cosine"`` (cosine annealing to 0 over the epochs) or ``"plateau"`` (halve
             the rate after ``max(1, early_stopping // 2)``, or 5, epochs without improvement of the
             monitored value).
-        early_stopping: patience in epochs: stop when the validation error has not improved (by more than
-            ``min_delta``) for that many epochs. Needs validation data. ``None``: no early stopping.
-        min_delta: smallest decrease of the monitored value that counts as an improvement.
+        early_stopping: patience in epochs: stop when the monitored value (the validation error, or the
+            training loss without validation data) has not improved (by more than ``min_delta``, relative)
+            for that many epochs: training has converged. ``None``: no early stopping.
+        min_delta: smallest relative decrease of the monitored value that counts as an improvement (0.01: 1%).
         val_horizon: open-loop steps of the validation rollout error.
         val_max_windows: evaluate at most this many validation windows (evenly spaced; ``None``: all).
         normalize: call ``model.fit_normalization`` on the training data first (not when resuming).
@@ -71,6 +77,26 @@ class FitConfig:
             search, 20 iterations per epoch, ``batch_size`` ignored (take ``lr=1``). For models with few
             parameters (system identification, a hybrid's polish) it converges to the optimum to round-off
             where Adam's minibatch noise stalls; no weight decay.
+        prefit_steps: before training, at most this many Gauss-Newton (Levenberg-Marquardt) steps on the
+            physical constants alone (:func:`~physwm.train.gauss_newton_constants`; the networks frozen: a
+            hybrid's residual starts at zero, so this fits its physics to the data first), kept only if they
+            lower the monitored value; the result counts as epoch 0 (the best epoch until an epoch beats
+            it). 0: none.
+        polish_steps: after training, at most this many Gauss-Newton steps on the physical constants alone
+            (the networks frozen), kept only if they lower the monitored value (``History.polish``); 0: no
+            polish. Adam's minibatch noise leaves constants a little off; the loss in a handful of
+            constants is a smooth least-squares problem, which a second-order method finishes in a step or
+            two.
+        explained_loss: with ``prefit_steps``, skip training when the constants fitted first already explain
+            the training data: their full-batch training loss (units of the one-step change's variance) is at
+            most this (``History.stop_reason == "explained"``, no epoch, no polish). ``None``: always train.
+        diagnose: after training a model with learnable physical constants, measure how well the
+            training data pin them down (:func:`physwm.evaluate.identifiability`: the Gauss-Newton
+            Hessian of the loss in the constants, its condition number, intervals, the pairs that trade
+            off), store it in ``History.identifiability`` and warn (:class:`~physwm.evaluate.
+            UnidentifiableWarning`) naming any constant the data cannot pin down.
+
+    ``fit(model, data)`` without a config trains with the model's recipe, :meth:`for_model`.
     """
 
     horizon: int = 1
@@ -95,6 +121,10 @@ class FitConfig:
     max_time: float | None = None
     on_divergence: str = "warn"
     optimizer: str = "adam"
+    prefit_steps: int = 0
+    polish_steps: int = 0
+    explained_loss: float | None = None
+    diagnose: bool = True
 
     def __post_init__(self) -> None:
         for name in ("horizon", "epochs", "batch_size", "min_batches", "val_horizon", "select_horizon"):
@@ -108,9 +138,12 @@ class FitConfig:
         finite_float(self.min_delta, "min_delta", nonnegative=True)
         finite_float(self.grad_clip, "grad_clip", positive=True, allow_none=True)
         finite_float(self.max_time, "max_time", positive=True, allow_none=True)
+        finite_float(self.explained_loss, "explained_loss", nonnegative=True, allow_none=True)
+        nonnegative_int(self.prefit_steps, "prefit_steps")
+        nonnegative_int(self.polish_steps, "polish_steps")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
-        for name in ("normalize", "restore_best", "keep_initial"):
+        for name in ("normalize", "restore_best", "keep_initial", "diagnose"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
@@ -120,6 +153,21 @@ class FitConfig:
             raise ValueError("weight_decay is not supported with optimizer='lbfgs'")
         if self.optimizer == "lbfgs" and self.constants_lr is not None:
             raise ValueError("constants_lr is not supported with optimizer='lbfgs' (one learning rate for all)")
+
+    @classmethod
+    def for_model(cls, model: nn.Module, **options: Any) -> FitConfig:
+        """The model's recipe (:func:`physwm.models.recipe_for`) with ``options`` (FitConfig fields) on top.
+
+        An explicit ``epochs`` or ``batch_size`` without ``steps`` means exactly that many epochs (at most)
+        and windows per batch: the recipe's step budget, which would derive both from the data size, is
+        dropped. ``optimizer="lbfgs"`` without ``constants_lr`` drops the recipe's (L-BFGS has one rate).
+        """
+        base = cls.from_dict(recipe_for(model), "recipe")
+        if {"epochs", "batch_size"} & set(options) and "steps" not in options:
+            base = base.replace(steps=None)
+        if options.get("optimizer") == "lbfgs" and "constants_lr" not in options:
+            base = base.replace(constants_lr=None)
+        return base.replace(**options)
 
     def replace(self, **changes: Any) -> FitConfig:
         """A copy with some fields changed (checked again); an unknown field is an error naming the valid ones."""

@@ -31,13 +31,16 @@ from tqdm import tqdm
 
 from ..checks import module_dtype_device
 from ..data import EpisodeData
-from ..evaluate import rollout_rmse, windows_rmse
+from ..evaluate import UnidentifiableWarning, identifiability, learnable_constants, rollout_rmse, windows_rmse
 from ..systems import System
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import FitConfig
+from .constants import gauss_newton_constants
 from .history import History
 
 __all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning", "constants_params"]
+
+_CHUNK = 8192  # windows per model call when the whole training set is evaluated
 
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
@@ -58,7 +61,7 @@ class TrainingDivergedWarning(RuntimeWarning):
     """Warned by ``fit`` (default ``on_divergence="warn"``) when training hits NaN/inf and stops."""
 
 
-def _unpack_loss(out: Any, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+def _unpack_loss(out: Any, model: nn.Module, need_grad: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
     if isinstance(out, tuple) and len(out) == 2:
         loss, metrics = out
     else:
@@ -67,7 +70,7 @@ def _unpack_loss(out: Any, model: nn.Module) -> tuple[torch.Tensor, dict[str, fl
         raise TypeError(
             f"{type(model).__name__}.loss(batch) must return (scalar tensor, metrics dict), got {type(out).__name__}"
         )
-    if not loss.requires_grad:
+    if need_grad and not loss.requires_grad:
         raise ValueError(f"{type(model).__name__}.loss(batch) does not depend on any trainable parameter")
     return loss.reshape(()), dict(metrics or {})
 
@@ -144,6 +147,7 @@ class _Run:
         self.best_state: dict = {}
         self.initial_params: dict = {}
         self.finished = False
+        self.explained = False  # the constants fitted first explain the training data: no epoch needed
 
     # -- starting ------------------------------------------------------------------------------------
     def start_fresh(self) -> None:
@@ -151,8 +155,18 @@ class _Run:
             if not hasattr(self.model, "fit_normalization"):
                 raise TypeError(f"{type(self.model).__name__} has no fit_normalization; pass normalize=False")
             self.model.fit_normalization(*self.train.normalization_data(self.dtype, self.device))
-        self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
         self.initial_params = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        if self.cfg.prefit_steps and constants_params(self.model):
+            # the physics first: the constants alone (a hybrid's residual starts at zero), then everything
+            pre = self.history.prefit = self.fit_constants(self.cfg.prefit_steps)
+            self.best_value, self.best_epoch = pre["after"] if pre["kept"] else pre["before"], 0
+            self.history.best_epoch, self.history.best_value = 0, self.best_value
+            if self.cfg.explained_loss is not None:
+                pre["train_loss"] = self.full_loss() if self.vs is not None else self.best_value
+                self.explained = pre["train_loss"] <= self.cfg.explained_loss
+                if self.explained:
+                    self.history.stop_reason = "explained"
+        self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
 
     def resume(self) -> None:
         """Load the saved run (refusing, with the model untouched, a run of other settings or data)."""
@@ -170,7 +184,7 @@ class _Run:
         self.best_state = tr["best_model_state"]
         self.initial_params = tr.get("initial_params") or {}
         self.finished = tr["finished"] and (
-            self.history.stop_reason in ("early_stopping", "diverged") or self.start_epoch >= self.epochs
+            self.history.stop_reason in ("early_stopping", "diverged", "explained") or self.start_epoch >= self.epochs
         )
         if self.finished:
             return  # the checkpoint's model_state (already loaded) is the final one
@@ -268,7 +282,7 @@ class _Run:
             h.metrics[name].append(metrics.get(name, math.nan))
 
     def update_best(self, epoch: int, monitored: float) -> None:
-        if monitored < self.best_value - self.cfg.min_delta or self.best_epoch is None:
+        if monitored < self.best_value * (1.0 - self.cfg.min_delta) or self.best_epoch is None:
             self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
             self.best_state = _state_copy(self.model)
         else:
@@ -325,6 +339,45 @@ class _Run:
             "selected": "untrained" if keep else "trained",
         }  # fmt: skip
 
+    def monitored(self) -> float:
+        """The monitored value now: the validation error, or the full-batch training loss."""
+        if self.vs is not None:
+            return self.validate()
+        return self.full_loss()
+
+    @torch.no_grad()
+    def full_loss(self) -> float:
+        total = 0.0
+        for b in range(0, self.ws.shape[0], _CHUNK):
+            batch = {"states": self.ws[b : b + _CHUNK], "controls": self.wc[b : b + _CHUNK]}
+            loss, _ = _unpack_loss(self.model.loss(batch), self.model, need_grad=False)
+            total += float(loss) * batch["states"].shape[0]
+        return total / self.ws.shape[0]
+
+    def fit_constants(self, iterations: int) -> dict[str, Any]:
+        """Gauss-Newton on the physical constants alone (:func:`gauss_newton_constants`), undone unless it
+        lowers the monitored value; what happened, as stored in ``History.prefit``/``History.polish``."""
+        model = self.model
+        before, value_before = _state_copy(model), self.monitored()
+        batch = {"states": self.ws, "controls": self.wc}
+        t0 = time.perf_counter()
+        model.train()
+        out = gauss_newton_constants(model, batch, iterations, seed=self.cfg.seed)
+        value_after = self.monitored()
+        kept = math.isfinite(value_after) and value_after < value_before
+        if not kept:
+            model.load_state_dict(before)
+        return {"monitor": self.history.monitor, "before": value_before, "after": value_after, "kept": kept,
+                "iterations": out["iterations"], "seconds": time.perf_counter() - t0}  # fmt: skip
+
+    def diagnose(self) -> None:
+        """Identifiability of the constants on the training windows; warn about those the data cannot pin."""
+        windows = {"states": self.ws, "controls": self.wc}
+        report = identifiability(self.model, windows, self.cfg.horizon, seed=self.cfg.seed)
+        self.history.identifiability = report.to_dict()
+        if report.unidentifiable:
+            warnings.warn(report.warning(), UnidentifiableWarning, stacklevel=4)
+
     def finish(self, diverged: str) -> None:
         h, cfg = self.history, self.cfg
         if diverged:
@@ -336,16 +389,25 @@ class _Run:
             h.message = {
                 "epochs": f"finished {len(h.epoch)} epochs",
                 "early_stopping": f"stopped early after {cfg.early_stopping} epochs without improvement",
-                "max_time": f"stopped after {h.time[-1]:.1f} s (max_time={cfg.max_time})",
+                "max_time": f"stopped after {h.time[-1] if h.time else 0.0:.1f} s (max_time={cfg.max_time})",
                 "callback": "stopped by the callback",
+                "explained": f"the physical constants fitted first explain the training data (training loss "
+                f"{h.prefit.get('train_loss', math.nan):.3g} <= explained_loss={cfg.explained_loss}): no epoch needed",
             }[h.stop_reason]
             if cfg.restore_best and self.best_epoch is not None:
-                h.message += f"; restored the best epoch {self.best_epoch} ({h.monitor}={self.best_value:.4g})"
+                what = "epoch 0 (the constants fitted first)" if self.best_epoch == 0 else f"epoch {self.best_epoch}"
+                h.message += f"; restored the best, {what} ({h.monitor}={self.best_value:.4g})"
         last_state = _state_copy(self.model)
         if diverged or (cfg.restore_best and self.best_epoch is not None):
             self.model.load_state_dict(self.best_state)
+        if cfg.polish_steps and not diverged and not self.explained and constants_params(self.model):
+            h.polish = self.fit_constants(cfg.polish_steps)
+            if h.polish["kept"]:
+                h.best_value = h.polish["after"]
         if cfg.keep_initial and not diverged and self.initial_params:
             self.select_initial()
+        if cfg.diagnose and not diverged and learnable_constants(self.model):
+            self.diagnose()
         final_state = _state_copy(self.model)
         if self.ckpt is not None:
             self.model.load_state_dict(last_state)
@@ -375,7 +437,8 @@ def fit(
         train: training data, a ``Trajectories`` or a dict ``{"states": [N, T+1, n], "controls": [N, T, m]}``
             (optional ``"lengths": [N]`` valid transitions per NaN-padded episode).
         val: validation data of the same kinds, or ``None``.
-        config: a :class:`~physwm.train.FitConfig` (default ``FitConfig()``).
+        config: a :class:`~physwm.train.FitConfig`; ``None`` (default): the model's recipe,
+            :meth:`FitConfig.for_model` (:data:`physwm.models.RECIPES`).
         checkpoint: file written (atomically) after every epoch and at the end, with everything needed to
             resume; ``None``: none.
         resume: continue the run saved in ``checkpoint`` if that file exists (else start fresh). The
@@ -389,7 +452,7 @@ def fit(
         callback: ``callback(epoch, history, model)`` after each epoch (and its checkpoint); return True to
             stop.
         **options: any :class:`~physwm.train.FitConfig` field (``horizon``, ``epochs``, ``lr``, ...),
-            overriding ``config``'s.
+            overriding ``config``'s (or the recipe's).
 
     Returns:
         The :class:`History` of the run (of all sessions when resumed).
@@ -407,9 +470,7 @@ def fit(
     for attr in ("state_dim", "control_dim", "loss", "rollout"):
         if not hasattr(model, attr):
             raise TypeError(f"model must be a WorldModel (missing {attr!r}), got {type(model).__name__}")
-    cfg = (config or FitConfig()).replace(**options) if options else (config or FitConfig())
-    if cfg.early_stopping is not None and val is None:
-        raise ValueError("early_stopping needs validation data: pass val=")
+    cfg = FitConfig.for_model(model, **options) if config is None else config.replace(**options)
     if cfg.keep_initial and val is None:
         raise ValueError("keep_initial needs validation data: pass val=")
     if resume and checkpoint is None:
@@ -446,7 +507,7 @@ def fit(
         bar = tqdm(total=run.epochs, initial=run.start_epoch, disable=not progress, desc="fit", unit="epoch",
                    dynamic_ncols=True)  # fmt: skip
         try:
-            for epoch in range(run.start_epoch + 1, run.epochs + 1):
+            for epoch in range(run.start_epoch + 1, (run.start_epoch if run.explained else run.epochs) + 1):
                 lr_now = float(run.opt.param_groups[0]["lr"])
                 train_loss, metrics, diverged = run.train_epoch(epoch)
                 val_err = None
