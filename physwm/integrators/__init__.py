@@ -4,7 +4,10 @@
 * :mod:`.explicit`: :class:`Euler`, :class:`SemiImplicitEuler`, :class:`ButcherTableau`, :class:`ExplicitRK`,
   :class:`RK4`;
 * :mod:`.adaptive`: :class:`Adaptive` (torchdiffeq's dopri5 and friends, optionally with the adjoint);
-* :mod:`.fused`: :func:`compiled_rollout`, a field and an integrator compiled into one kernel.
+* :mod:`.fused`: :func:`compiled_rollout`, a field and an integrator compiled into one kernel;
+* :mod:`.compiled`: :class:`CompiledFunction`, torch.compile with the cost shown and an eager fallback;
+* :mod:`.linearize`: :func:`step_jacobians` (batched one-step Jacobians by autograd), compiled for fields;
+* :mod:`.feedback`: :func:`feedback_rollout`, closed-loop rollouts under affine feedback (iLQR), compiled.
 
 :func:`get_integrator` builds one by name (the names of :data:`INTEGRATOR_NAMES`, what the command line
 and the studies accept).
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 from .adaptive import ADAPTIVE_METHODS, Adaptive
 from .base import Integrator, check_rollout_args
+from .compiled import CompiledFunction, compile_available, inductor_cache_dir
 from .explicit import RK4, RK4_TABLEAU, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler
-from .fused import FusedRollout, compile_available, compiled_rollout
+from .feedback import FeedbackRollout, compiled_feedback_rollout, feedback_rollout
+from .fused import FusedRollout, compiled_rollout
+from .linearize import compiled_jacobians, compiled_step, field_step, step_jacobians, step_jacobians_func
 from .registry import FIXED_STEP, INTEGRATOR_NAMES, get_integrator
 
 __all__ = [
@@ -35,4 +41,14 @@ __all__ = [
     "compiled_rollout",
     "compile_available",
     "FusedRollout",
+    "CompiledFunction",
+    "inductor_cache_dir",
+    "step_jacobians",
+    "step_jacobians_func",
+    "field_step",
+    "compiled_jacobians",
+    "compiled_step",
+    "feedback_rollout",
+    "compiled_feedback_rollout",
+    "FeedbackRollout",
 ]
