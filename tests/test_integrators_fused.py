@@ -15,7 +15,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from physwm import RK4, CartPole, CartPoleParams, Euler, SemiImplicitEuler, VectorField
 from physwm.integrators.fused import FusedRollout, _chunk_function, compile_available, compiled_rollout
-from physwm.integrators.graph_pass import split_state_columns
+from physwm.integrators.graph_pass import inline_small_matmuls, split_state_columns
 
 FRICTION = CartPoleParams(cart_viscous=0.3, cart_coulomb=0.2, pole_damping=0.01)
 
@@ -94,6 +94,33 @@ def test_split_state_columns_broadcasts_size_one_and_scalar_operands():
     gm.recompile()
     got = gm(*args)
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+@pytest.mark.parametrize("integrator", [Euler(), RK4()], ids=repr)
+def test_inline_small_matmuls_replaces_every_layer_product_to_round_off(integrator):
+    gm, args = _traced_chunk(_MLPField(), integrator, steps=3)
+    products = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
+    expected_out = torch.empty_like(args[2])
+    expected_last = gm(args[0], args[1], expected_out)
+    n_products = sum(n.target in products for n in gm.graph.nodes)
+    assert n_products >= 2 * 3 * (4 if isinstance(integrator, RK4) else 1)  # two layers per field evaluation
+    assert inline_small_matmuls(gm.graph) == n_products
+    assert not any(n.target in products for n in gm.graph.nodes)
+    gm.recompile()
+    out = torch.empty_like(args[2])
+    last = gm(args[0], args[1], out)
+    torch.testing.assert_close(out, expected_out, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-6, atol=1e-6)
+
+
+def test_inline_small_matmuls_leaves_large_products_alone():
+    def f(a, b):
+        return a @ b
+
+    gm = make_fx(f)(torch.randn(3, 80), torch.randn(80, 5))  # inner size 80 > the limit
+    assert inline_small_matmuls(gm.graph) == 0
+    gm2 = make_fx(f)(torch.randn(3, 8), torch.randn(8, 5))
+    assert inline_small_matmuls(gm2.graph, limit=4) == 0 and inline_small_matmuls(gm2.graph) == 1
 
 
 def test_eager_fallback_on_failing_compiler_warns_and_matches_rollout():
