@@ -23,6 +23,7 @@ from physwm.control import (
     default_planner_options,
     make_env,
     make_planner,
+    planning_study,
     run_episode,
 )
 from physwm.control.derivatives import cost_gradients, cost_hessians, plan_cost
@@ -234,16 +235,27 @@ def test_gradient_planners_balance_cartpole_v1_with_the_explicit_model(planner):
                  "cem_gd": {"population": 30, "iterations": 1, "gd_iterations": 1}}[planner])
     p = make_planner(planner, ODEModel(CartPole(), integrator="euler"), balance_cost, seed=0, **opts)
     assert isinstance(p.dynamics, PlanningModel) and not p.dynamics.fused  # no compiler in the suite (conftest)
-    evaluations = []
-    act = p.act
-
-    def counted(state):
-        u = act(state)
-        evaluations.append(p.last_info["model_evaluations"])
-        return u
-
-    ep = run_episode(counted, env, "balance", seed=3)
+    ep = run_episode(p, env, "balance", seed=3)
     env.close()
     assert ep.success and ep.steps == 500 and not ep.terminated
+    assert ep.model_evaluations.shape == (500,) and ep.model_evaluations.sum() == p.model_evaluations
     # at least 10x fewer model evaluations per step than the CEM of the planning table (500 x 30 x 5)
-    assert max(evaluations) * 10 <= 500 * 30 * 5, max(evaluations)
+    assert ep.model_evaluations.max() * 10 <= 500 * 30 * 5, ep.model_evaluations.max()
+
+
+def test_episodes_and_studies_record_model_evaluations_per_control_step():
+    env = make_env("CartPole-v1")
+    opts = {**default_planner_options(env, "balance"), "horizon": 6, "population": 20, "iterations": 2,
+            "min_std": 0.0}
+    cem = make_planner("cem", ODEModel(CartPole(), integrator="euler"), balance_cost, seed=0, **opts)
+    ep = run_episode(cem, env, "balance", seed=0, steps=4)
+    assert ep.model_evaluations.tolist() == [20 * 6 * 2] * 4 and ep.model_evaluations.dtype == np.int64
+    policy = run_episode(lambda x: np.array([1.0 if x[2] > 0 else -1.0]), env, "balance", seed=0, steps=4)
+    assert policy.model_evaluations.shape == (0,)  # a plain policy evaluates no model
+    env.close()
+    del opts["bounds"], opts["horizon"], opts["terminal_cost"], opts["action_levels"]
+    study = planning_study({"explicit": ODEModel(CartPole(), integrator="euler")}, "CartPole-v1", "balance",
+                           seeds=[0, 1], planner="cem", planner_options={**opts, "horizon": 6}, steps=3,
+                           progress=False)
+    assert study.summary()["explicit"]["evals_per_step"] == 20 * 6 * 2
+    assert "240" in study.table()
