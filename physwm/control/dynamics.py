@@ -36,6 +36,7 @@ from ..integrators import (
     step_jacobians,
 )
 from ..models import ODEModel, WorldModel
+from ..models.base import quiet_rollout
 
 __all__ = ["PlanningModel", "fusable"]
 
@@ -97,10 +98,11 @@ class PlanningModel:
         return float(sum(k.compile_seconds for k in self._kernel.values()))
 
     def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``model.rollout``: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]``."""
+        """``model.rollout`` (without its divergence warning): ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1,
+        n]``."""
         self.evaluations += u.shape[0] * u.shape[1]
-        if not self.fused:
-            return self.model.rollout(x0, u)
+        if not self.fused:  # divergent candidates are ranked by the planner's nonfinite policy, not warned about
+            return quiet_rollout(self.model, x0, u)
         return self._compiled("rollout")(x0, u)
 
     def step_rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

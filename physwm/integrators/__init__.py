@@ -15,7 +15,7 @@ and the studies accept).
 
 from __future__ import annotations
 
-from .adaptive import ADAPTIVE_METHODS, Adaptive
+from .adaptive import ADAPTIVE_METHODS, Adaptive, SolverError
 from .base import Integrator, check_rollout_args
 from .compiled import CompiledFunction, compile_available, inductor_cache_dir
 from .explicit import RK4, RK4_TABLEAU, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler
@@ -34,6 +34,7 @@ __all__ = [
     "RK4",
     "Adaptive",
     "ADAPTIVE_METHODS",
+    "SolverError",
     "FIXED_STEP",
     "INTEGRATOR_NAMES",
     "get_integrator",

@@ -23,12 +23,15 @@ product). The controls are handed to it in the state's dtype; its input checks a
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField, check_state_control
 
-__all__ = ["Integrator", "BoundField", "bind_field", "check_rollout_args", "all_finite"]
+__all__ = ["Integrator", "BoundField", "bind_field", "check_rollout_args", "all_finite", "DivergenceWarning",
+           "report_divergence"]
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -38,6 +41,26 @@ def all_finite(t: torch.Tensor) -> bool:
     if not t.is_floating_point():
         return True
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A rollout's prediction became NaN or inf (the values are kept, so metrics can score the divergence)."""
+
+
+def report_divergence(states: torch.Tensor, owner: str) -> None:
+    """Warn (:class:`DivergenceWarning`) if ``states [B, T+1, n]`` hold NaN/inf, naming the first step where a
+    trajectory diverged and how many did."""
+    if all_finite(states):
+        return
+    bad = ~torch.isfinite(states).all(-1)  # [B, T+1]
+    rows = bad.any(1)
+    first = int(bad[rows].float().argmax(1).min())
+    warnings.warn(
+        f"{owner}: the rollout of {int(rows.sum())} of {states.shape[0]} trajectories became NaN/inf, the first at "
+        f"step {first} of {states.shape[1] - 1}",
+        DivergenceWarning,
+        stacklevel=3,
+    )
 
 
 def check_rollout_args(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -> None:
@@ -108,6 +131,10 @@ class Integrator:
         dt = check_dt(dt)
         self.check_field(field)
         check_state_control(x, u, field.state_dim, field.control_dim)
+        if not all_finite(x):
+            raise ValueError("x contains NaN or inf")
+        if not all_finite(u):
+            raise ValueError("u contains NaN or inf")
         return self.advance(field, x, u, dt)
 
     def advance(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
@@ -121,8 +148,15 @@ class Integrator:
     # them the field bound to the whole control sequence (see the module docstring).
     binds_controls = True
 
-    def rollout(self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
-        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
+    def rollout(
+        self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float, *, warn_divergence: bool = True
+    ) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``).
+
+        Non-finite inputs are refused (ValueError); states that become non-finite are returned as they are and
+        reported by a :class:`DivergenceWarning` naming the step where they began (unless ``warn_divergence``
+        is False, for callers that handle divergence themselves).
+        """
         dt = check_dt(dt)
         self.check_field(field)
         check_rollout_args(field, x0, u)
@@ -135,7 +169,10 @@ class Integrator:
                 bound.t = t
             x = self.advance(f, x, u[:, t], dt)
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(field).__name__)
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(substeps={self.substeps})"

@@ -14,7 +14,7 @@ __all__ = ["FIXED_STEP", "INTEGRATOR_NAMES", "get_integrator"]
 FIXED_STEP: dict[str, type[Integrator]] = {"euler": Euler, "semi_implicit_euler": SemiImplicitEuler, "rk4": RK4}
 #: Every name :func:`get_integrator` accepts.
 INTEGRATOR_NAMES: tuple[str, ...] = (*FIXED_STEP, *ADAPTIVE_METHODS)
-_ADAPTIVE_OPTIONS = ("rtol", "atol", "adjoint")
+_ADAPTIVE_OPTIONS = ("rtol", "atol", "adjoint", "max_steps")
 
 
 def get_integrator(name: str | Integrator, substeps: int = 1, **options: Any) -> Integrator:
@@ -23,7 +23,7 @@ def get_integrator(name: str | Integrator, substeps: int = 1, **options: Any) ->
     Args:
         name: the name, or an :class:`Integrator` (returned as is; then no other argument may be given).
         substeps: sub-steps per control period (fixed-step integrators only).
-        **options: ``rtol``, ``atol``, ``adjoint`` of adaptive integrators.
+        **options: ``rtol``, ``atol``, ``adjoint``, ``max_steps`` of adaptive integrators.
 
     Raises:
         ValueError: an unknown name (listing the valid ones), or an option the integrator does not take

@@ -11,11 +11,26 @@ A batch, the one thing :func:`physwm.train.fit` hands to :meth:`WorldModel.loss`
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
 
-__all__ = ["WorldModel", "Normalizer", "check_batch"]
+from ..integrators.base import DivergenceWarning, all_finite, report_divergence
+
+__all__ = ["WorldModel", "Normalizer", "check_batch", "DivergenceWarning", "report_divergence", "quiet_rollout"]
+
+
+def quiet_rollout(model: nn.Module, x0: torch.Tensor, u: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``model.rollout(x0, u)`` without the divergence warning, for callers that score or handle divergence
+    themselves (evaluation, planning, training). Models whose ``rollout`` predates the ``warn_divergence``
+    keyword (user subclasses) are called without it."""
+    try:
+        return model.rollout(x0, u, warn_divergence=False, **kwargs)
+    except TypeError as err:
+        if "warn_divergence" not in str(err):
+            raise
+        return model.rollout(x0, u, **kwargs)
 
 
 class Normalizer(nn.Module):
@@ -112,29 +127,77 @@ class WorldModel(nn.Module):
         return self
 
     def _check(self, x: torch.Tensor, u: torch.Tensor) -> None:
-        if x.shape[-1] != self.state_dim:
-            raise ValueError(f"{type(self).__name__} expects states [..., {self.state_dim}], got {tuple(x.shape)}")
-        if u.shape[-1] != self.control_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects controls [..., {self.control_dim}], got {tuple(u.shape)}"
-            )
+        """The one input check of every model's ``step`` and ``rollout``: tensors, sizes and dtype."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor) or not isinstance(u, torch.Tensor):
+            raise TypeError(f"{name} takes torch tensors, got {type(x).__name__} and {type(u).__name__}; "
+                            "convert arrays with torch.as_tensor")  # fmt: skip
+        if x.ndim == 0 or x.shape[-1] != self.state_dim:
+            raise ValueError(f"{name} expects states [..., {self.state_dim}], got {tuple(x.shape)}")
+        if u.ndim == 0 or u.shape[-1] != self.control_dim:
+            raise ValueError(f"{name} expects controls [..., {self.control_dim}], got {tuple(u.shape)}")
+        weights = self.weight_dtype()
+        for what, t in (("states", x), ("controls", u)):
+            if not t.is_floating_point():
+                raise TypeError(f"{name} takes floating-point {what}, got {t.dtype}")
+            if weights is not None and t.dtype != weights:
+                how = {torch.float64: "model.double()", torch.float32: "model.float()"}.get(t.dtype, "model.to(dtype)")
+                raise TypeError(
+                    f"{name} computes in {weights} but the {what} are {t.dtype}: convert the input "
+                    f"({what}.to({weights})) or the model ({how})"
+                )
+
+    def _check_inputs(self, x: torch.Tensor, u: torch.Tensor) -> None:
+        """:meth:`_check` plus finite values: what a public ``step``/``rollout`` is given must be finite (the
+        states a rollout produces itself may diverge; they are reported, not refused)."""
+        self._check(x, u)
+        if not all_finite(x):
+            raise ValueError(f"{type(self).__name__}: the states contain NaN or inf")
+        if not all_finite(u):
+            raise ValueError(f"{type(self).__name__}: the controls contain NaN or inf")
+
+    def weight_dtype(self) -> torch.dtype | None:
+        """The dtype of the model's weights (its first parameter that is not a scalar), or None if it has none
+        (an explicit model computes in the dtype of its input)."""
+        for p in self.parameters():
+            if p.ndim > 0 and p.is_floating_point():
+                return p.dtype
+        return None
 
     # -- prediction ---------------------------------------------------------------------------------
-    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Next state ``[..., n]`` after one period ``dt`` from ``x [..., n]`` under ``u [..., m]``."""
+    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Next state ``[..., n]`` after one period ``dt`` from ``x [..., n]`` under ``u [..., m]``.
+
+        Subclasses implement it and check their inputs with :meth:`_check` (sizes, dtype). It is the inner
+        step of rollouts, so it does not refuse non-finite states (a rollout's own states may diverge);
+        :meth:`rollout` refuses non-finite inputs and reports divergence.
+        """
         raise NotImplementedError
 
-    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor, *, warn_divergence: bool = True) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``).
+
+        Inputs with NaN/inf are refused (ValueError). A prediction that becomes non-finite is returned as is
+        (NaN/inf, so metrics can score it) and reported by a :class:`DivergenceWarning` naming the step where it
+        began (``warn_divergence=False``: no warning, for callers that handle divergence themselves).
+        """
+        self._check_rollout(x0, u)
         states = [x0]
         x = x0
         for t in range(u.shape[1]):
             x = self.step(x, u[:, t])
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
+
+    def _check_rollout(self, x0: torch.Tensor, u: torch.Tensor) -> None:
+        if not isinstance(x0, torch.Tensor) or not isinstance(u, torch.Tensor):
+            raise TypeError(f"rollout takes torch tensors x0 and u, got {type(x0).__name__} and {type(u).__name__}")
+        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
+            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
+        self._check_inputs(x0, u)
 
     # -- training -----------------------------------------------------------------------------------
     def scaled_error(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -163,10 +226,22 @@ class WorldModel(nn.Module):
         ``H = 1`` this is the MSE of the normalised state change.
         """
         s, c = check_batch(batch, self.state_dim, self.control_dim)
-        pred = self.rollout(s[:, 0], c)[:, 1:]
+        pred = quiet_rollout(self, s[:, 0], c)[:, 1:]
         mse = self.scaled_error(pred, s[:, 1:]).pow(2).mean()
         return mse, {"mse": float(mse.detach())}
 
     def config(self) -> dict:
         """Keyword arguments that rebuild this model's architecture (used by checkpoints)."""
         return {}
+
+    def describe(self) -> dict[str, str]:
+        """What this model is, whether or not :func:`~physwm.models.build` made it: its class and its module
+        tree with sizes, control period, integrator and fixed constants (``repr``). Checkpoints store it and
+        loading compares it, so weights never load silently into a model of another dt, integrator or
+        architecture."""
+        cls = type(self)
+        structure = re.sub(r"torch\.\w*Tensor", "Tensor", repr(self))  # the dtype may differ (weights are cast)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "structure": structure}
+
+    def extra_repr(self) -> str:
+        return f"state_dim={self.state_dim}, control_dim={self.control_dim}, dt={self.dt}"

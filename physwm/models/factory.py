@@ -28,8 +28,8 @@ from .ode import ODEModel
 
 __all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
-# Integration options of the ODE families (rtol, atol, adjoint: adaptive integrators only).
-_ODE = {"integrator": "rk4", "substeps": 1, "rtol": None, "atol": None, "adjoint": None}
+# Integration options of the ODE families (rtol, atol, adjoint, max_steps: adaptive integrators only).
+_ODE = {"integrator": "rk4", "substeps": 1, "rtol": None, "atol": None, "adjoint": None, "max_steps": None}
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     # learnable None: the constants the system identifies by default (System.identify)
@@ -110,7 +110,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def _integrator(o: dict):
-    adaptive = {k: o[k] for k in ("rtol", "atol", "adjoint") if o[k] is not None}
+    adaptive = {k: o[k] for k in ("rtol", "atol", "adjoint", "max_steps") if o[k] is not None}
     return get_integrator(str(o["integrator"]), substeps=o["substeps"], **adaptive)
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..checks import nonnegative_int, positive_int
-from .base import WorldModel, check_batch
+from .base import WorldModel, check_batch, report_divergence
 from .fields import make_mlp
 
 __all__ = ["MLPModel", "GaussianMLPModel", "VAEModel", "GRUModel", "TransformerModel"]
@@ -292,15 +292,15 @@ class GRUModel(_DeltaModel):
         u: torch.Tensor,
         context_states: torch.Tensor | None = None,
         context_controls: torch.Tensor | None = None,
+        *,
+        warn_divergence: bool = True,
     ) -> torch.Tensor:
         """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]``, hidden state carried along.
 
         Optional warm-up context: the ``K`` steps before ``x0``, ``context_states [B, K, n]`` (``x_{-K}``
         ... ``x_{-1}``) and ``context_controls [B, K, m]``.
         """
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+        self._check_rollout(x0, u)
         if (context_states is None) != (context_controls is None):
             raise ValueError("give both context_states and context_controls, or neither")
         hidden = None if context_states is None else self.warm_up(context_states, context_controls)
@@ -309,7 +309,10 @@ class GRUModel(_DeltaModel):
             delta, hidden = self.sequence(x[:, None], u[:, t : t + 1], hidden)
             x = self._next(x, delta[:, 0])
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
@@ -403,15 +406,15 @@ class TransformerModel(_DeltaModel):
         u: torch.Tensor,
         context_states: torch.Tensor | None = None,
         context_controls: torch.Tensor | None = None,
+        *,
+        warn_divergence: bool = True,
     ) -> torch.Tensor:
         """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]`` over a sliding window.
 
         Optional context: the ``K`` steps before ``x0`` (``context_states [B, K, n]``,
         ``context_controls [B, K, m]``); only the last ``context - 1`` of them can be seen.
         """
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+        self._check_rollout(x0, u)
         if (context_states is None) != (context_controls is None):
             raise ValueError("give both context_states and context_controls, or neither")
         if context_states is not None:
@@ -428,7 +431,10 @@ class TransformerModel(_DeltaModel):
             delta = self._window(self._inputs(torch.stack(past_x, 1), torch.stack(past_u, 1)))[:, -1]
             x = self._next(x, delta)
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)

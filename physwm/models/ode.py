@@ -29,13 +29,17 @@ class ODEModel(WorldModel):
         self.integrator = get_integrator(integrator)
         self.integrator.check_field(field)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, integrator={self.integrator!r}"
+
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._check(x, u)
-        return self.integrator.step(self.field, x, u, self.dt)
+        return self.integrator.advance(self.field, x, u, self.dt)
 
-    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._check(x0, u)
-        return self.integrator.rollout(self.field, x0, u, self.dt)
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor, *, warn_divergence: bool = True) -> torch.Tensor:
+        """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]`` (see :meth:`WorldModel.rollout`)."""
+        self._check_rollout(x0, u)
+        return self.integrator.rollout(self.field, x0, u, self.dt, warn_divergence=warn_divergence)
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor) -> ODEModel:

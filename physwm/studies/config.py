@@ -20,7 +20,7 @@ from typing import Any
 
 from ..checks import check_fields, nonnegative_int, positive_int
 from ..data import POLICIES
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json
 from ..integrators import INTEGRATOR_NAMES
 from ..models import IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system
@@ -402,12 +402,7 @@ class StudyConfig:
     def from_json(cls, path: str | os.PathLike) -> StudyConfig:
         """Load from a JSON file (errors name the file and the problem)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no study config file at {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        d = read_json(path, "study config file")
         try:
             return cls.from_dict(d)
         except ValueError as err:

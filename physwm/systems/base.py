@@ -434,4 +434,6 @@ class System(VectorField):
         return {}
 
     def extra_repr(self) -> str:
-        return f"params={self.base_params}, learnable={self.learnable}"
+        # the fixed constants (a learnable one's value lives in the weights)
+        fixed = {k: v for k, v in self.base_params.to_dict().items() if k not in self.learnable}
+        return f"fixed={fixed}, learnable={self.learnable}"

@@ -398,8 +398,14 @@ def fit(
         raise ValueError("resume=True needs checkpoint=<path of the run to resume>")
     ckpt = Path(checkpoint) if checkpoint is not None else None
     resuming = bool(resume and ckpt is not None and ckpt.exists())
-    if ckpt is not None and ckpt.exists() and not resume and not overwrite:
-        raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+    if ckpt is not None:
+        if ckpt.is_dir():
+            raise IsADirectoryError(f"checkpoint {ckpt} is a directory; give a file name such as run.pt")
+        if ckpt.exists() and not resume and not overwrite:
+            raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+        parent = ckpt.parent if str(ckpt.parent) else Path(".")
+        if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write checkpoint {ckpt}: {parent} is not writable")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     owner, dt = type(model).__name__, getattr(model, "dt", None)
