@@ -250,6 +250,7 @@ def test_episodes_and_studies_record_model_evaluations_per_control_step():
     cem = make_planner("cem", ODEModel(CartPole(), integrator="euler"), balance_cost, seed=0, **opts)
     ep = run_episode(cem, env, "balance", seed=0, steps=4)
     assert ep.model_evaluations.tolist() == [20 * 6 * 2] * 4 and ep.model_evaluations.dtype == np.int64
+    assert ep.plan_cpu_times.shape == (4,) and (ep.plan_cpu_times > 0).all()
     policy = run_episode(lambda x: np.array([1.0 if x[2] > 0 else -1.0]), env, "balance", seed=0, steps=4)
     assert policy.model_evaluations.shape == (0,)  # a plain policy evaluates no model
     env.close()

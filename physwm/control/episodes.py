@@ -48,6 +48,8 @@ class Episode:
         system: the name of the environment's system (for labels); "" if unknown.
         model_evaluations: ``[T]`` model evaluations per step (a :class:`Planner`'s
             ``last_info["model_evaluations"]``; empty for a plain policy).
+        plan_cpu_times: ``[T]`` CPU time of this process per planning step, s (``time.process_time``: unlike
+            the wall clock, hardly inflated by other processes sharing the cores).
     """
 
     states: np.ndarray
@@ -63,6 +65,7 @@ class Episode:
     model: str = ""
     system: str = ""
     model_evaluations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plan_cpu_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def steps(self) -> int:
@@ -149,14 +152,15 @@ def run_episode(
         env.reset(seed=seed, options=options)
     base = env.unwrapped
     states = [np.asarray(base.state, dtype=np.float64).copy()]
-    controls, rewards, times, evaluations = [], [], [], []
+    controls, rewards, times, cpu_times, evaluations = [], [], [], [], []
     terminated = False
     bar = tqdm(total=steps, desc=f"{planner.name if isinstance(planner, Planner) else 'policy'} {t.name}",
                disable=not progress, leave=False)
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         u = planner(states[-1])
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         if isinstance(planner, Planner):
             evaluations.append(int(planner.last_info.get("model_evaluations", 0)))
         u = np.asarray(u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else u, dtype=np.float64).reshape(-1)
@@ -179,7 +183,7 @@ def run_episode(
         states=S, controls=np.asarray(controls, dtype=np.float64).reshape(-1, m), rewards=np.asarray(rewards),
         plan_times=np.asarray(times), dt=dt, success=success, terminated=bool(terminated), env_id=env_id,
         task=t.name, seed=int(seed), model=model_name, system=info.system.name,
-        model_evaluations=np.asarray(evaluations, dtype=np.int64),
+        model_evaluations=np.asarray(evaluations, dtype=np.int64), plan_cpu_times=np.asarray(cpu_times),
     )
 
 
