@@ -96,7 +96,7 @@ def test_model_rollouts(args, name):
 
 
 @SETTINGS
-@given(st.integers(0, 3), st.integers(0, 4), tensors((2, 5, 4)), tensors((2, 4, 1)),
+@given(st.integers(0, 2), st.integers(0, 4), tensors((2, 5, 4)), tensors((2, 4, 1)),
        st.sampled_from([0.02, -1.0, math.nan]))
 def test_trajectories_and_fit(n_ep, T, states, controls, dt):
     traj = _call(Trajectories, states[:n_ep, : T + 1], controls[:n_ep, :T], None, dt)

@@ -2,7 +2,7 @@
 
 * :mod:`.base`: the :class:`Integrator` interface (``step``, ``rollout``, zero-order hold, sub-steps);
 * :mod:`.explicit`: :class:`Euler`, :class:`SemiImplicitEuler`, :class:`ButcherTableau`, :class:`ExplicitRK`,
-  :class:`RK4`;
+  :class:`RK4`, :class:`ClassicRK4` (RK4 rounded as textbooks and gymnasium's Acrobot-v1 round it);
 * :mod:`.adaptive`: :class:`Adaptive` (torchdiffeq's dopri5 and friends, optionally with the adjoint);
 * :mod:`.fused`: :func:`compiled_rollout`, a field and an integrator compiled into one kernel;
 * :mod:`.compiled`: :class:`CompiledFunction`, torch.compile with the cost shown and an eager fallback;
@@ -18,7 +18,7 @@ from __future__ import annotations
 from .adaptive import ADAPTIVE_METHODS, Adaptive, SolverError
 from .base import Integrator, check_rollout_args
 from .compiled import CompiledFunction, compile_available, inductor_cache_dir
-from .explicit import RK4, RK4_TABLEAU, ButcherTableau, Euler, ExplicitRK, SemiImplicitEuler
+from .explicit import RK4, RK4_TABLEAU, ButcherTableau, ClassicRK4, Euler, ExplicitRK, SemiImplicitEuler
 from .feedback import FeedbackRollout, compiled_feedback_rollout, feedback_rollout
 from .fused import FusedRollout, compiled_rollout
 from .linearize import compiled_jacobians, compiled_step, field_step, step_jacobians, step_jacobians_func
@@ -32,6 +32,7 @@ __all__ = [
     "RK4_TABLEAU",
     "ExplicitRK",
     "RK4",
+    "ClassicRK4",
     "Adaptive",
     "ADAPTIVE_METHODS",
     "SolverError",

@@ -84,7 +84,9 @@ class Adaptive(Integrator):
                 out = torchdiffeq.odeint(func, y0, t, **kw)
         except AssertionError as err:  # torchdiffeq reports both failures by assertions
             raise self._explain(err, field, dt) from err
-        return out[-1][..., : x.shape[-1]]
+        x_next = out[-1][..., : x.shape[-1]]
+        constrain = getattr(field, "constrain", None)
+        return x_next if constrain is None else constrain(x_next)
 
     def _explain(self, err: AssertionError, field, dt: float) -> SolverError:
         name = type(field).__name__

@@ -19,6 +19,9 @@ controls and the parameters (a :class:`~physwm.models.NeuralField` folds its nor
 first and last layers and computes its first layer's control term for all ``T`` periods in one matrix
 product). The controls are handed to it in the state's dtype; its input checks are done once, by
 ``rollout``. Fields without it are called as ``field(x, u[:, t])``.
+
+A field with a ``constrain`` projection (see :class:`~physwm.systems.VectorField`: a speed limit, wrapped
+angles) has it applied after every (sub-)step.
 """
 
 from __future__ import annotations
@@ -87,13 +90,14 @@ class BoundField:
     Set ``.t`` to the period before each step.
     """
 
-    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index")
+    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index", "constrain")
 
     def __init__(self, field: VectorField, fn):
         self.fn, self.t = fn, 0
         self.state_dim, self.control_dim = field.state_dim, field.control_dim
         self.position_index = getattr(field, "position_index", None)
         self.velocity_index = getattr(field, "velocity_index", None)
+        self.constrain = getattr(field, "constrain", None)
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.fn(x, self.t)
@@ -138,10 +142,14 @@ class Integrator:
         return self.advance(field, x, u, dt)
 
     def advance(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
-        """:meth:`step` without its input checks (``dt`` already checked, shapes known to fit)."""
+        """:meth:`step` without its input checks (``dt`` already checked, shapes known to fit); the field's
+        ``constrain`` (if any) is applied after each sub-step."""
         h = dt / self.substeps
+        constrain = getattr(field, "constrain", None)
         for _ in range(self.substeps):
             x = self._step(field, x, u, h)
+            if constrain is not None:
+                x = constrain(x)
         return x
 
     # Fixed-step integrators only call ``field(x, u)`` with the period's control, so a rollout may hand

@@ -3,7 +3,8 @@
 A batch, the one thing :func:`physwm.train.fit` hands to :meth:`WorldModel.loss`, is a dict
 
 * ``"states"``: ``[B, H+1, n]`` consecutive states (physical units), the first is the start;
-* ``"controls"``: ``[B, H, m]`` controls held over each step (forces in N for CartPole).
+* ``"controls"``: ``[B, H, m]`` controls held over each step (forces in N for CartPole; ``m = 0`` for an
+  autonomous system).
 
 ``H = 1`` gives the one-step loss; ``H > 1`` the multi-step (shooting) loss over an open-loop rollout.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..integrators.base import DivergenceWarning, all_finite, report_divergence
 
-__all__ = ["WorldModel", "Normalizer", "check_batch", "DivergenceWarning", "report_divergence", "quiet_rollout"]
+__all__ = ["WorldModel", "Normalizer", "check_batch", "DivergenceWarning", "report_divergence", "quiet_rollout",
+           "check_dims"]
 
 
 def quiet_rollout(model: nn.Module, x0: torch.Tensor, u: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -47,14 +50,25 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, values: torch.Tensor, min_std: float = 1e-6) -> Normalizer:
-        """Set mean and std from ``values [..., dim]`` (std floored at ``min_std`` so constants stay finite)."""
+        """Set mean and std from ``values [..., dim]``.
+
+        A dimension whose spread is below ``min_std`` (a constant in the data, such as a dummy zero control)
+        is centred but not scaled (std 1), so values it takes later are not amplified by ``1 / min_std``.
+        ``dim = 0`` (an autonomous system's control) has nothing to fit.
+        """
+        if self.mean.numel() == 0:
+            return self
         v = values.reshape(-1, values.shape[-1]).to(self.mean.dtype)
         if v.shape[0] == 0:
             raise ValueError("cannot fit normalisation statistics on an empty dataset")
         if not torch.isfinite(v).all():
             raise ValueError("cannot fit normalisation statistics: the data contains NaN or inf")
         self.mean.copy_(v.mean(0))
-        self.std.copy_(v.std(0, unbiased=False).clamp_min(min_std) if v.shape[0] > 1 else torch.ones_like(self.std))
+        if v.shape[0] > 1:
+            std = v.std(0, unbiased=False)
+            self.std.copy_(torch.where(std < min_std, torch.ones_like(std), std))
+        else:
+            self.std.copy_(torch.ones_like(self.std))
         return self
 
     def normalize(self, v: torch.Tensor) -> torch.Tensor:
@@ -62,6 +76,17 @@ class Normalizer(nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.std.to(z.dtype) + self.mean.to(z.dtype)
+
+
+def check_dims(state_dim: Any, control_dim: Any) -> None:
+    """ValueError unless ``state_dim`` is a positive int and ``control_dim`` an int >= 0 (0: autonomous)."""
+    ok = isinstance(state_dim, int) and not isinstance(state_dim, bool) and state_dim > 0
+    ok = ok and isinstance(control_dim, int) and not isinstance(control_dim, bool) and control_dim >= 0
+    if not ok:
+        raise ValueError(
+            f"state_dim must be a positive int and control_dim an int >= 0 (0: an autonomous system), got "
+            f"{state_dim!r}, {control_dim!r}"
+        )
 
 
 def check_batch(batch: dict, state_dim: int, control_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,8 +125,7 @@ class WorldModel(nn.Module):
 
     def __init__(self, state_dim: int, control_dim: int, dt: float):
         super().__init__()
-        if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
-            raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
+        check_dims(state_dim, control_dim)
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
         self.state_dim = state_dim
@@ -210,6 +234,11 @@ class WorldModel(nn.Module):
         """
         return (pred - target) / self.delta_norm.std.to(pred.dtype)
 
+    def data_mse(self, scaled: torch.Tensor) -> float:
+        """The mean squared error in the data's own units of errors ``scaled [..., n]`` given in units of the
+        one-step change's spread (:meth:`scaled_error`): what ``model.loss`` reports as ``"mse_data"``."""
+        return float((scaled.detach() * self.delta_norm.std.to(scaled.dtype)).pow(2).mean())
+
     def predict(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and standard deviation of the next state, each ``[..., n]`` (physical units).
 
@@ -223,12 +252,14 @@ class WorldModel(nn.Module):
         """MSE of the open-loop rollout over the batch horizon; ``(scalar, metrics)``.
 
         Errors are measured by :meth:`scaled_error` (in units of the one-step change's spread), so for
-        ``H = 1`` this is the MSE of the normalised state change.
+        ``H = 1`` this is the MSE of the normalised state change. Metrics: ``"mse"`` (that loss) and
+        ``"mse_data"``, the same MSE in the data's own units (the states' units squared).
         """
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         pred = quiet_rollout(self, s[:, 0], c)[:, 1:]
-        mse = self.scaled_error(pred, s[:, 1:]).pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        err = self.scaled_error(pred, s[:, 1:])
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}
 
     def config(self) -> dict:
         """Keyword arguments that rebuild this model's architecture (used by checkpoints)."""

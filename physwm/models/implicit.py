@@ -55,7 +55,8 @@ class _DeltaModel(WorldModel):
         """One step of a sequence model (GRU, Transformer) seeing only ``x``, ``u`` (no earlier steps)."""
         self._check(x, u)
         lead = x.shape[:-1]
-        delta = self._sequence_deltas(x.reshape(-1, 1, self.state_dim), u.reshape(-1, 1, self.control_dim))
+        B = x.reshape(-1, self.state_dim).shape[0]
+        delta = self._sequence_deltas(x.reshape(B, 1, self.state_dim), u.reshape(B, 1, self.control_dim))
         return self._next(x, delta.reshape(*lead, self.state_dim))
 
 
@@ -160,7 +161,8 @@ class GaussianMLPModel(_DeltaModel):
         sq = (mean - target).pow(2)
         nll = 0.5 * (sq * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).mean()
         total = nll + self.bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
-        return total, {"nll": float(nll.detach()), "mse": float(sq.mean().detach())}
+        return total, {"nll": float(nll.detach()), "mse": float(sq.mean().detach()),
+                       "mse_data": self.data_mse(mean - target)}  # fmt: skip
 
 
 class VAEModel(_DeltaModel):
@@ -216,18 +218,20 @@ class VAEModel(_DeltaModel):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         x = s[:, 0]
-        recon = kl = 0.0
+        recon = kl = recon_data = 0.0
         for t in range(c.shape[1]):
             mu, logvar = self.encode(x, c[:, t])
             eps = _noise(self.seed, self._draws, mu.shape, mu) if self.training else torch.zeros_like(mu)
             self._draws += 1
             z = mu + torch.exp(0.5 * logvar) * eps
             x = self._next(x, self.decoder(z))
-            recon = recon + self.scaled_error(x, s[:, t + 1]).pow(2).mean()
+            err = self.scaled_error(x, s[:, t + 1])
+            recon = recon + err.pow(2).mean()
+            recon_data = recon_data + self.data_mse(err)
             kl = kl + 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
         recon, kl = recon / c.shape[1], kl / c.shape[1]
         total = recon + self.beta * kl
-        return total, {"mse": float(recon.detach()), "kl": float(kl.detach())}
+        return total, {"mse": float(recon.detach()), "kl": float(kl.detach()), "mse_data": recon_data / c.shape[1]}
 
 
 class GRUModel(_DeltaModel):
@@ -318,8 +322,9 @@ class GRUModel(_DeltaModel):
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         delta, _ = self.sequence(s[:, :-1], c)
         skip = min(self.warmup, c.shape[1] - 1)
-        mse = (delta - self._target(s))[:, skip:].pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        err = (delta - self._target(s))[:, skip:]
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}
 
 
 class TransformerModel(_DeltaModel):
@@ -438,5 +443,6 @@ class TransformerModel(_DeltaModel):
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
-        mse = (self.sequence(s[:, :-1], c) - self._target(s)).pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        err = self.sequence(s[:, :-1], c) - self._target(s)
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}

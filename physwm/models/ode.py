@@ -52,14 +52,15 @@ class ODEModel(WorldModel):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Rollout MSE (see :meth:`WorldModel.loss`) plus the field's regularisation if it has one.
 
-        A :class:`~physwm.models.HybridField` with ``penalty > 0`` adds ``penalty * mean ||r||^2`` of
-        its residual over the batch's states and controls (APHYNITY).
+        A :class:`~physwm.models.HybridField` with ``penalty > 0`` adds its residual penalty over the batch's
+        states and controls (APHYNITY), given the batch's trajectory MSE in the data's units (``mse_data``,
+        which drives its adaptive multiplier if it has one).
         """
         total, metrics = super().loss(batch)
         reg = getattr(self.field, "regularization", None)
         if reg is not None:
             s, c = batch["states"], batch["controls"]
-            extra, extra_metrics = reg(s[:, :-1], c.to(s.dtype))
+            extra, extra_metrics = reg(s[:, :-1], c.to(s.dtype), data_mse=metrics["mse_data"])
             total = total + extra
             metrics.update(extra_metrics)
         return total, metrics
