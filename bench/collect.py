@@ -12,7 +12,7 @@ fall on every contender alike: contenders are timed round-robin and the best rep
      so it is timed on ``--single-episodes`` (4) episodes and reported per transition (``--full``: all).
    * ``vector env, eager``: ``collect(...)`` with ``fused=False``: all episodes in lock step, one batched
      eager PyTorch step per time step (collect's default).
-   * ``vector env, fused``: ``fused=True``: the step compiled (``physwm.integrators.compiled_step``).
+   * ``vector env, fused``: ``fused=True``: the step compiled (``physwm.integrators.compiled_vector_step``).
      The first collection compiles (its time is printed separately); the timed runs reuse the compiled
      code of the process (and inductor's on-disk cache).
 

@@ -1,34 +1,42 @@
-"""Benchmark: MPC planning latency per control step, physwm's CEM against mbrl-lib 0.2.0's CEM.
+"""Benchmark: MPC planning per planner and world model: ms per control step, model evaluations, success.
 
-Setting: gymnasium ``CartPole-v1`` (two forces, +-10 N), the balance task's cost
-(:func:`physwm.control.balance_cost` plus its LQR terminal cost), CEM with population 500, horizon 30,
-5 iterations, 50 elites (elite ratio 0.1), smoothing alpha 0.1, warm start by shifting the previous
-plan. Every planner controls the *true* environment in closed loop for ``--steps`` steps from the same
-seeded start; the time of each planning call is recorded (wall clock; ``cpu`` = process CPU time of the
-same calls, which other jobs on a shared machine do not inflate). Reported: median, mean and 95th
-percentile milliseconds per control step, and whether the pole stayed up.
+Part 1, the table (``--part table``): every planner of ``physwm.control.PLANNERS`` with its default settings
+(``cem``: population 500, 5 iterations, 50 elites; ``mppi``: population 500, 1 iteration; ``ilqr``: 5
+iterations, 5 step sizes; ``shooting``: 4 restarts x 10 Adam steps; ``cem_gd``: CEM population 100 x 3
+iterations, then 5 Adam steps) plans with every model on both tasks, over ``--seeds`` seeds (default 10):
 
-Rows (models are physwm WorldModels; each is planned on by both optimisers where the peer is present):
+* balance: gymnasium ``CartPole-v1`` (two discrete forces +-10 N; 500 steps, horizon 30, LQR terminal
+  cost); success = 500 steps without termination;
+* swing-up: the CartPole with friction (``physwm/CartPole-v0``, continuous force +-10 N, no termination,
+  350 steps, horizon 40, from hanging); success = upright from some time <= 5 s to the end.
 
-* ``explicit (euler)``: ``ODEModel(CartPole(), "euler")``, CartPole-v1's own equations and integrator;
-* ``explicit (rk4)``: the same equations with RK4 (4 field evaluations per step);
-* ``hybrid (euler)`` / ``hybrid (rk4)``: ``physwm.models.build("hybrid")``, untrained (the residual
-  network outputs 0 but is evaluated: a 5-32-32-2 tanh MLP per field evaluation);
-* ``explicit (euler), fused`` / ``hybrid (euler), fused``: the same models rolled out by
-  :func:`physwm.compiled_rollout` (``CEM(..., fused=True)``; compilation time reported separately;
-  skipped with ``--no-fused``).
+Models (``bench/planning_models.py``): ``explicit`` (the environment's own equations and constants, Euler
+at 20 ms), ``hybrid`` (the default ``build("hybrid")``: RK4, CartPole-v1 physics with learnable constants
+plus a 32x32 tanh residual), ``mlp`` and ``ensemble`` (5 Gaussian MLPs), the learned ones fitted to data
+of the task's environment. Planners pick compiled rollouts for the ODE models (explicit, hybrid) by
+default; each planner is warmed up (compiled) before its episodes and the first call is reported apart.
 
-The peer is mbrl-lib 0.2.0's ``TrajectoryOptimizerAgent`` with its ``CEMOptimizer`` (truncated-normal
-sampling, returns the best sequence found), instantiated through Hydra as mbrl-lib does (agent config
-with ``"_recursive_": False``), evaluating candidate sequences with the *same* physwm model and cost
-through ``set_trajectory_eval_fn`` (reward = -cost): the comparison isolates the optimiser. mbrl-lib
-declares old pins (gymnasium 0.26, hydra-core 1.0); it imports and runs with
-``pip install --no-deps mbrl==0.2.0`` plus ``hydra-core>=1.3,<1.4 omegaconf termcolor imageio``. If it
-is not importable the peer rows are skipped. Each model's physwm and mbrl runs alternate in
-``--rounds`` rounds so load from other processes hits both alike. Target: < 20 ms per step for the
-explicit model on 2 cores.
+Reported per row: median and 95th-percentile milliseconds per control step (wall clock, every step of
+every seed; and the median of this process's CPU time per step, which other processes on a shared machine
+inflate far less), model evaluations per control step (one per predicted or differentiated transition, see
+``physwm.control.dynamics``), successes out of the seeds, and the first call's seconds. Then the issue's
+two checks: the default hybrid swings up at < 20 ms per step in >= 9/10 seeds with some planner, and a
+gradient planner balances as often as CEM with >= 10x fewer model evaluations per step.
 
-Run: ``python bench/plan.py`` (about a minute plus compilation) or ``python bench/plan.py --quick``.
+Part 2, the peer (``--part peer``): CEM latency against mbrl-lib 0.2.0's CEM on CartPole-v1 balance, the
+same model and cost (population 500, horizon 30, 5 iterations, 50 elites, alpha 0.1), 100 steps x 2
+rounds alternating so load hits both alike. mbrl-lib's ``TrajectoryOptimizerAgent`` with its
+``CEMOptimizer`` is instantiated through Hydra as mbrl-lib does and evaluates candidates with the physwm
+model's (eager) ``rollout`` through ``set_trajectory_eval_fn`` (reward = -cost), so ``physwm eager``
+against ``mbrl-lib`` isolates the optimiser; ``physwm`` is physwm's default (compiled rollouts). mbrl-lib
+declares old pins (gymnasium 0.26, hydra-core 1.0); it imports and runs with ``pip install --no-deps
+mbrl==0.2.0`` plus ``hydra-core>=1.3,<1.4 omegaconf termcolor imageio``; without it the part is skipped.
+
+Timings are taken with one torch thread (set here, as the caller) on whatever machine runs this: on a shared
+machine they are noisy (report medians, re-time on a quiet one).
+
+Run: ``python bench/plan.py`` (hours on a loaded 2-core machine: 40 rows x 10 episodes), ``--quick`` for a
+smoke run, or select ``--tasks``, ``--models``, ``--planners``, ``--seeds``, ``--part``.
 """
 
 from __future__ import annotations
@@ -38,13 +46,79 @@ import time
 
 import numpy as np
 import torch
+from planning_models import ENV_IDS, make_models
 
 import physwm
-from physwm.control import CEM, make_env
+from physwm.control import CEM, PLANNERS, default_planner_options, get_task, make_env, make_planner, planning_study
 from physwm.models import ODEModel, build
 from physwm.systems.cartpole import balance_cost, balance_terminal_cost
 
+MODELS = ("explicit", "hybrid", "mlp", "ensemble")
 POP, HORIZON, ITERS, ELITES, ALPHA = 500, 30, 5, 50, 0.1
+
+
+# --- part 1: the table ---------------------------------------------------------------------------------
+
+
+def table(tasks, models, planners, seeds, quick: bool) -> list[dict]:
+    rows = []
+    for task in tasks:
+        print(f"\n== {task} on {ENV_IDS[task]} ==", flush=True)
+        env = make_env(ENV_IDS[task], task)
+        t = get_task(task)
+        start = np.array([0.0, 0.0, np.pi, 0.0]) if task == "swingup" else np.zeros(4)
+        for name, model in make_models(task, models, quick).items():
+            for planner in planners:
+                opts = {"population": 100, "iterations": 2} if quick and planner in ("cem", "mppi") else {}
+                p = make_planner(planner, model, t.cost, **{**default_planner_options(env, t), **opts})
+                t0 = time.perf_counter()
+                p.act(start)  # compiles this planner's kernels (shown on stderr) where the model compiles
+                first = time.perf_counter() - t0
+                study = planning_study({name: model}, ENV_IDS[task], task, seeds=seeds, planner=planner,
+                                       planner_options=opts, progress=False)
+                eps = study.episodes[name]
+                ms = 1e3 * np.concatenate([e.plan_times for e in eps])
+                cpu = 1e3 * np.concatenate([e.plan_cpu_times for e in eps])
+                ev = np.concatenate([e.model_evaluations for e in eps])
+                row = {"task": task, "model": name, "planner": planner, "fused": p.dynamics.fused,
+                       "ms_median": float(np.median(ms)), "ms_p95": float(np.percentile(ms, 95)),
+                       "cpu_ms_median": float(np.median(cpu)),
+                       "evals": float(np.median(ev)), "success": sum(e.success for e in eps), "seeds": len(eps),
+                       "first_s": first}
+                rows.append(row)
+                print(f"{task:<8} {name:<9} {planner:<9} {'fused' if row['fused'] else 'eager':<6} "
+                      f"{row['ms_median']:>8.1f} {row['ms_p95']:>8.1f} {row['cpu_ms_median']:>8.1f} "
+                      f"{row['evals']:>9.0f} "
+                      f"{row['success']:>3}/{row['seeds']:<3} {first:>8.1f}", flush=True)
+        env.close()
+    return rows
+
+
+def checks(rows: list[dict]) -> None:
+    print("\nchecks:")
+    hyb = [r for r in rows if r["task"] == "swingup" and r["model"] == "hybrid"]
+    for r in hyb:
+        ok = r["ms_median"] < 20 and r["success"] >= 0.9 * r["seeds"]
+        print(f"  hybrid (RK4) swing-up with {r['planner']:<9}: {r['ms_median']:.1f} ms/step (median; CPU "
+              f"{r['cpu_ms_median']:.1f} ms), "
+              f"{r['success']}/{r['seeds']} -> {'met' if ok else 'not met'} (target < 20 ms, >= 90%)")
+    for model in sorted({r["model"] for r in rows}):
+        cem = [r for r in rows if r["task"] == "balance" and r["model"] == model and r["planner"] == "cem"]
+        if not cem:
+            continue
+        for r in rows:
+            if r["task"] == "balance" and r["model"] == model and r["planner"] in ("ilqr", "shooting", "cem_gd"):
+                ratio = cem[0]["evals"] / max(r["evals"], 1)
+                same = r["success"] >= cem[0]["success"]
+                print(f"  balance, {model:<9} {r['planner']:<9}: {ratio:5.1f}x fewer model evaluations per step "
+                      f"than CEM, success {r['success']}/{r['seeds']} vs CEM {cem[0]['success']}/{cem[0]['seeds']}"
+                      f" -> {'met' if ratio >= 10 and same else 'not met'} (target >= 10x at the same success); "
+                      f"CEM / {r['planner']} ms per step (median, same run) "
+                      f"{cem[0]['ms_median'] / r['ms_median']:.2f}x wall, "
+                      f"{cem[0]['cpu_ms_median'] / max(r['cpu_ms_median'], 1e-9):.2f}x CPU")
+
+
+# --- part 2: the peer ----------------------------------------------------------------------------------
 
 
 def peer_available() -> tuple[bool, str]:
@@ -86,11 +160,10 @@ def make_peer(model, cost, terminal):
         },
     })
     agent = hydra.utils.instantiate(cfg)
-    levels_mid = 0.0
 
     def trajectory_eval_fn(obs, actions):
         x0 = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1).expand(actions.shape[0], -1)
-        u = torch.where(actions > levels_mid, 10.0, -10.0)  # the env's two forces, as physwm's action_levels
+        u = torch.where(actions > 0.0, 10.0, -10.0)  # the env's two forces, as physwm's action_levels
         with torch.no_grad():
             states = model.rollout(x0, u)
             return -(cost(states[:, 1:], u).sum(1) + terminal(states[:, -1]))
@@ -99,102 +172,83 @@ def make_peer(model, cost, terminal):
     return agent
 
 
-def run(policy, env, steps: int, seed: int, reset) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Closed loop on the true env; returns (wall ms per step, cpu ms per step, balanced)."""
+def run(policy, env, steps: int, seed: int, reset) -> tuple[np.ndarray, bool]:
+    """Closed loop on the true env; returns (wall ms per step, balanced)."""
     env.reset(seed=seed)
     reset()
     base = env.unwrapped
-    wall, cpu = [], []
-    ok = True
+    wall = []
     for _ in range(steps):
         state = np.asarray(base.state, dtype=np.float64)
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         u = policy(state)
         wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
         u = float(np.asarray(u.detach().numpy() if isinstance(u, torch.Tensor) else u).reshape(-1)[0])
-        _, _, terminated, truncated, _ = env.step(int(u > 0))
-        if terminated:
-            ok = False
-            break
-    return 1e3 * np.asarray(wall), 1e3 * np.asarray(cpu), ok
+        if env.step(int(u > 0))[2]:
+            return 1e3 * np.asarray(wall), False
+    return 1e3 * np.asarray(wall), True
+
+
+def peer(steps: int, rounds: int) -> None:
+    has_peer, info = peer_available()
+    print(f"\n== CEM latency against mbrl-lib on CartPole-v1: {'mbrl-lib ' + info if has_peer else 'skipped, ' + info}")
+    terminal = balance_terminal_cost()
+    env = make_env("CartPole-v1")
+    print(f"{'model':<18} {'planner':<13} {'median ms':>10} {'p95 ms':>7} {'up':>4}")
+    for name, model in (("explicit (euler)", ODEModel(physwm.CartPole(), integrator="euler")),
+                        ("hybrid (rk4)", build("hybrid").eval())):
+        agents = {}
+        for who, fused in (("physwm", None), ("physwm eager", False)):
+            agents[who] = CEM(model, balance_cost, bounds=(-10.0, 10.0), horizon=HORIZON, population=POP, elites=ELITES,
+                              iterations=ITERS, alpha=ALPHA, terminal_cost=terminal, action_levels=(-10.0, 10.0),
+                              seed=0, fused=fused)
+        agents["physwm"].act(np.zeros(4))  # compile first (shown on stderr)
+        if has_peer:
+            agents["mbrl-lib"] = make_peer(model, balance_cost, terminal)
+        results = {who: ([], []) for who in agents}
+        for r in range(rounds):
+            for who, agent in agents.items():
+                w, ok = run(agent.act, env, steps, seed=r, reset=agent.reset)
+                results[who][0].append(w)
+                results[who][1].append(ok)
+        medians = {}
+        for who, (w, ok) in results.items():
+            w = np.concatenate(w)
+            medians[who] = float(np.median(w))
+            print(f"{name:<18} {who:<13} {medians[who]:>10.2f} {np.percentile(w, 95):>7.2f} "
+                  f"{'yes' if all(ok) else 'NO':>4}", flush=True)
+        if "mbrl-lib" in medians:
+            print(f"  {name}: mbrl-lib / physwm eager = {medians['mbrl-lib'] / medians['physwm eager']:.2f}x "
+                  "(the optimisers on the same rollouts)")
+        print(f"  {name}: physwm eager / physwm (compiled) = {medians['physwm eager'] / medians['physwm']:.2f}x")
+    env.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=100, help="control steps per round (default 100)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating physwm/peer rounds (default 2)")
+    ap.add_argument("--part", choices=("all", "table", "peer"), default="all")
+    ap.add_argument("--tasks", nargs="+", choices=("balance", "swingup"), default=["balance", "swingup"])
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument("--planners", nargs="+", choices=sorted(PLANNERS), default=list(PLANNERS))
+    ap.add_argument("--seeds", type=int, default=10, help="episodes per row (default 10)")
+    ap.add_argument("--steps", type=int, default=100, help="peer: control steps per round (default 100)")
+    ap.add_argument("--rounds", type=int, default=2, help="peer: alternating rounds (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    ap.add_argument("--no-fused", action="store_true", help="skip the compiled (fused) rollout row")
-    ap.add_argument("--no-peer", action="store_true", help="skip mbrl-lib")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 20 steps, 1 round, explicit only, no fused")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, small CEM/MPPI, 5-epoch fits")
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.rounds, args.no_fused = 20, 1, True
+        args.seeds, args.steps, args.rounds = 2, 20, 1
     torch.set_num_threads(args.threads)
-    has_peer, peer_info = (False, "disabled") if args.no_peer else peer_available()
     print(f"physwm {physwm.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"peer mbrl-lib: {peer_info if has_peer else 'not available (' + peer_info + ')'}")
-    print(f"CEM population {POP}, horizon {HORIZON}, iterations {ITERS}, elites {ELITES}, alpha {ALPHA}; "
-          f"CartPole-v1, {args.steps} steps x {args.rounds} rounds per row\n")
-
-    models = {"explicit (euler)": ODEModel(physwm.CartPole(), integrator="euler")}
-    if not args.quick:
-        models["explicit (rk4)"] = ODEModel(physwm.CartPole(), integrator="rk4")
-        models["hybrid (euler)"] = build("hybrid", integrator="euler").eval()
-        models["hybrid (rk4)"] = build("hybrid").eval()
-    terminal = balance_terminal_cost()
-    env = make_env("CartPole-v1")
-    header = f"{'model':<26} {'planner':<8} {'median ms':>10} {'mean ms':>8} {'p95 ms':>7} {'cpu ms':>7} {'up':>4}"
-    print(header)
-    print("-" * len(header))
-    medians: dict[tuple[str, str], float] = {}
-
-    def report(name, who, wall, cpu, ok):
-        medians[(name, who)] = float(np.median(wall))
-        print(f"{name:<26} {who:<8} {np.median(wall):>10.2f} {wall.mean():>8.2f} {np.percentile(wall, 95):>7.2f} "
-              f"{np.median(cpu):>7.2f} {'yes' if all(ok) else 'NO':>4}", flush=True)
-
-    rows = list(models.items())
-    if not args.no_fused:
-        rows.append(("explicit (euler), fused", models["explicit (euler)"]))
-        rows.append(("hybrid (euler), fused", models["hybrid (euler)"]))
-    for name, model in rows:
-        fused = name.endswith("fused")
-        planner = CEM(model, balance_cost, bounds=(-10.0, 10.0), horizon=HORIZON, population=POP, elites=ELITES,
-                      iterations=ITERS, alpha=ALPHA, terminal_cost=terminal, action_levels=(-10.0, 10.0), seed=0,
-                      fused=fused)
-        if fused:
-            t0 = time.perf_counter()
-            planner.act(np.zeros(4))  # compiles for this batch size
-            print(f"  (fused rollout: first call, compilation included, {time.perf_counter() - t0:.1f} s; "
-                  f"{planner._rollout!r})")
-        peer = make_peer(model, balance_cost, terminal) if has_peer and not fused else None
-        results = {"physwm": ([], [], []), "mbrl": ([], [], [])}
-        for r in range(args.rounds):
-            w, c, ok = run(planner, env, args.steps, seed=r, reset=planner.reset)
-            results["physwm"][0].append(w), results["physwm"][1].append(c), results["physwm"][2].append(ok)
-            if peer is not None:
-                w, c, ok = run(peer.act, env, args.steps, seed=r, reset=peer.reset)
-                results["mbrl"][0].append(w), results["mbrl"][1].append(c), results["mbrl"][2].append(ok)
-        for who, (w, c, ok) in results.items():
-            if w:
-                report(name, who, np.concatenate(w), np.concatenate(c), ok)
-    env.close()
-
-    print()
-    for name in models:
-        if (name, "mbrl") in medians:
-            print(f"{name}: mbrl-lib / physwm median latency = "
-                  f"{medians[(name, 'mbrl')] / medians[(name, 'physwm')]:.2f}x")
-    for base in ("explicit (euler)", "hybrid (euler)"):
-        if (f"{base}, fused", "physwm") in medians:
-            print(f"fused / eager {base}: {medians[(f'{base}, fused', 'physwm')]:.2f} ms vs "
-                  f"{medians[(base, 'physwm')]:.2f} ms")
-    for name in ("explicit (euler)", "explicit (euler), fused", "hybrid (euler)", "hybrid (euler), fused"):
-        if (name, "physwm") in medians:
-            t = medians[(name, "physwm")]
-            print(f"target < 20 ms per step, {name}: {t:.2f} ms -> {'met' if t < 20 else 'NOT met'}")
+          "wall-clock timings (noisy on a shared machine)")
+    if args.part in ("all", "table"):
+        print(f"\n{'task':<8} {'model':<9} {'planner':<9} {'path':<6} {'ms med':>8} {'ms p95':>8} {'cpu med':>8} "
+              f"{'evals':>9} "
+              f"{'success':>7} {'first s':>8}")
+        rows = table(args.tasks, args.models, args.planners, range(args.seeds), args.quick)
+        checks(rows)
+    if args.part in ("all", "peer"):
+        peer(args.steps, args.rounds)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import torch
 from . import plot
 from .control import PLANNERS, check_model_fits_env, default_planner_options, get_task, make_planner, run_episode
 from .control import task_names as _task_names
+from .control.registry import planner_options
 from .data import POLICIES, Trajectories, collect, make_policy
 from .envs import ENV_IDS, env_info, make_env
 from .files import atomic_write_text
@@ -415,7 +416,7 @@ def _run_demo(args) -> int:
 def _add_plan(sub) -> None:
     p = sub.add_parser(
         "plan",
-        help="control a true environment with model-predictive control (CEM or MPPI) on a world model",
+        help="control a true environment with model-predictive control (CEM, MPPI, iLQR, ...) on a world model",
         description="Run one closed-loop episode: at every step a planner searches control sequences on the "
         "model and applies the first control to the true environment. MODEL is 'explicit' (the environment's own "
         "equations and constants, an oracle), 'nominal' (the system's default equations, e.g. CartPole-v1's "
@@ -431,8 +432,10 @@ def _add_plan(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the env's reset and the planner (default 0)")
     p.add_argument("--steps", type=int, default=None, help="episode length (default: the task's, e.g. 500 balance)")
     p.add_argument("--horizon", type=int, default=None, help="planning horizon, steps (default: the task's)")
-    p.add_argument("--population", type=int, default=500, help="candidate sequences per iteration (default 500)")
-    p.add_argument("--iterations", type=int, default=None, help="iterations per step (default: cem 5, mppi 1)")
+    p.add_argument("--population", type=int, default=None, help="cem, mppi, cem_gd: candidate sequences per "
+                   "iteration (default: cem and mppi 500, cem_gd 100)")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per step (default: the planner's, e.g. "
+                   "cem 5, mppi 1)")
     p.add_argument("--elites", type=int, default=None, help="cem only: elites (default population // 10)")
     p.add_argument("--temperature", type=float, default=None, help="mppi only: temperature (default 1.0)")
     p.add_argument("--ensemble", choices=("mean", "ts"), default=None, help="ensembles: plan on the mean or by "
@@ -466,10 +469,10 @@ def _run_plan(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
-    if args.planner == "cem" and args.temperature is not None:
-        raise ValueError("--temperature applies to --planner mppi only")
-    if args.planner == "mppi" and args.elites is not None:
-        raise ValueError("--elites applies to --planner cem only")
+    accepted = planner_options(args.planner)
+    for name in ("population", "iterations", "elites", "temperature", "ensemble"):
+        if getattr(args, name) is not None and name not in accepted:
+            raise ValueError(f"--{name} does not apply to --planner {args.planner}")
     out = Path(args.out) if args.out else None
     files = ("episode.png", "episode.json", "episode.npz")
     if out is not None:
@@ -489,8 +492,8 @@ def _run_plan(args) -> int:
         model = _plan_model(args.model, env)
         check_model_fits_env(model, env)
         options = default_planner_options(env, args.task)
-        options.update(population=args.population, seed=args.seed)
-        for name in ("horizon", "iterations", "elites", "temperature", "ensemble"):
+        options["seed"] = args.seed
+        for name in ("population", "horizon", "iterations", "elites", "temperature", "ensemble"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
         system = env_info(env).system
@@ -511,6 +514,8 @@ def _run_plan(args) -> int:
         "plan_ms_p95": 1e3 * float(sorted(episode.plan_times)[int(0.95 * (episode.steps - 1))]),
         "env": args.env, "task": args.task, "model": args.model, "planner": args.planner, "seed": args.seed,
         "population": planner.population, "horizon": planner.horizon, "iterations": planner.iterations,
+        "model_evaluations_per_step": float(episode.model_evaluations.mean()) if episode.steps else 0.0,
+        "fused": planner.dynamics.fused,
     }
     atomic_write_text(out / "episode.json", json.dumps(summary, indent=2) + "\n", overwrite=True)
     episode.to_trajectories().save(out / "episode.npz", overwrite=True)

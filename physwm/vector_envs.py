@@ -11,7 +11,7 @@ Every system with an environment has one, registered as that environment's ``vec
 It behaves like ``N`` :class:`~physwm.envs.SystemEnv` instances under gymnasium's vector API (what
 ``gymnasium.vector.SyncVectorEnv`` of ``N`` single environments would return, to float round-off), but
 advances all ``N`` states in one call of the same field and integrator: eager PyTorch on the ``[N, n]``
-batch, or a compiled step (:func:`physwm.integrators.compiled_step`, the integrator's own step and the
+batch, or a compiled step (:func:`physwm.integrators.compiled_vector_step`, the integrator's own step and the
 field's own ``forward`` compiled into one loop over the batch). Nothing about the equations is re-typed.
 
 * **Arguments**: those of :class:`~physwm.envs.SystemEnv` (``params``, ``integrator``, ``substeps``,
@@ -54,7 +54,7 @@ from gymnasium.vector.utils import batch_space
 
 from .checks import positive_int
 from .envs import RESET_OPTIONS, env_integrator, env_params, radius_start, state_vector, vector_env_name
-from .integrators import Integrator, compile_available, compiled_step
+from .integrators import Integrator, compile_available, compiled_vector_step
 from .systems import BUILTIN_SYSTEMS, SYSTEMS, Parameters, System
 
 __all__ = ["SystemVectorEnv", "vector_env_class", "VECTOR_ENV_CLASSES", "FUSED_MIN_ENVS"]
@@ -121,7 +121,7 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
         if fused is None:
             fused = self.num_envs >= FUSED_MIN_ENVS and compile_available()
         self.fused = bool(fused)
-        self.fused_step = compiled_step(self.field, self.integrator, self.dt) if self.fused else None
+        self.fused_step = compiled_vector_step(self.field, self.integrator, self.dt) if self.fused else None
         low, high = cls.control_bounds(self.params)
         self._low, self._high = low, high
         self.single_action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)

@@ -13,8 +13,24 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-
 import pytest  # noqa: E402
+
+import physwm.control.dynamics  # noqa: E402
+import physwm.integrators.compiled  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compiles: the test may compile with torch.compile's C++ backend (inductor)")
+
+
+@pytest.fixture(autouse=True)
+def _plan_eagerly_unless_marked(request, monkeypatch):
+    """Planners compile an ODE model's kernels by default, and a cold compile takes seconds to minutes per new
+    batch size, so tests run as on a machine without a C++ compiler (the tested, silent eager fallback), except
+    those marked ``compiles``, which check the compiled path itself."""
+    if request.node.get_closest_marker("compiles") is None:
+        monkeypatch.setattr(physwm.integrators.compiled, "compile_available", lambda device="cpu": False)
+        monkeypatch.setattr(physwm.control.dynamics, "compile_available", lambda device="cpu": False)
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +38,13 @@ def executed_notebooks(tmp_path_factory):
     """Every notebook executed once (see notebooks_run.py): the folder of executed copies and the errors."""
     from notebooks_run import run_all, use_this_python
 
-    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "OMP_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "OMP_NUM_THREADS", "TORCH_COMPILE_DISABLE")}
     # the kernels draw with Jupyter's inline backend (off-screen, figures become PNG outputs, as in a
     # notebook), not Agg: under Agg a figure a cell makes is never shown and the rendered pages have none
     os.environ.update(MPLBACKEND="module://matplotlib_inline.backend_inline", OMP_NUM_THREADS="1")
+    # planners compile by default; a cold compile costs the suite minutes and changes no number: the kernels
+    # plan eagerly, as on a machine without a compiler (tests marked `compiles` check the compiled path)
+    os.environ["TORCH_COMPILE_DISABLE"] = "1"
     jupyter_path = use_this_python(tmp_path_factory.mktemp("jupyter"))
     try:
         yield run_all(tmp_path_factory.mktemp("executed"))

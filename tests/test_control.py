@@ -181,8 +181,9 @@ def test_bad_planner_arguments_are_clear_errors():
         CEM(model, balance_cost, bounds=((-1, -1), (1, 1)))
     with pytest.raises(ValueError, match="temperature"):
         MPPI(model, balance_cost, bounds=(-10, 10), temperature=0.0)
-    with pytest.raises(ValueError, match=r"unknown planner 'ilqr'; valid: \['cem', 'mppi'\]"):
-        make_planner("ilqr", model, balance_cost, bounds=(-10, 10))
+    valid = r"\['cem', 'cem_gd', 'ilqr', 'mppi', 'shooting'\]"
+    with pytest.raises(ValueError, match=rf"unknown planner 'rrt'; valid: {valid}"):
+        make_planner("rrt", model, balance_cost, bounds=(-10, 10))
     with pytest.raises(ValueError, match="ensemble='ts' needs a model with a .members"):
         CEM(model, balance_cost, bounds=(-10, 10), ensemble="ts")
     with pytest.raises(ValueError, match="unknown ensemble mode"):

@@ -6,6 +6,8 @@ pass is checked on make_fx graphs, which needs no compiler.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +15,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from physwm import RK4, CartPole, CartPoleParams, Euler, SemiImplicitEuler, VectorField
 from physwm.integrators.fused import FusedRollout, _chunk_function, compile_available, compiled_rollout
-from physwm.integrators.graph_pass import split_state_columns
+from physwm.integrators.graph_pass import inline_small_matmuls, split_state_columns
 
 FRICTION = CartPoleParams(cart_viscous=0.3, cart_coulomb=0.2, pole_damping=0.01)
 
@@ -94,6 +96,33 @@ def test_split_state_columns_broadcasts_size_one_and_scalar_operands():
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
+@pytest.mark.parametrize("integrator", [Euler(), RK4()], ids=repr)
+def test_inline_small_matmuls_replaces_every_layer_product_to_round_off(integrator):
+    gm, args = _traced_chunk(_MLPField(), integrator, steps=3)
+    products = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
+    expected_out = torch.empty_like(args[2])
+    expected_last = gm(args[0], args[1], expected_out)
+    n_products = sum(n.target in products for n in gm.graph.nodes)
+    assert n_products >= 2 * 3 * (4 if isinstance(integrator, RK4) else 1)  # two layers per field evaluation
+    assert inline_small_matmuls(gm.graph) == n_products
+    assert not any(n.target in products for n in gm.graph.nodes)
+    gm.recompile()
+    out = torch.empty_like(args[2])
+    last = gm(args[0], args[1], out)
+    torch.testing.assert_close(out, expected_out, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-6, atol=1e-6)
+
+
+def test_inline_small_matmuls_leaves_large_products_alone():
+    def f(a, b):
+        return a @ b
+
+    gm = make_fx(f)(torch.randn(3, 80), torch.randn(80, 5))  # inner size 80 > the limit
+    assert inline_small_matmuls(gm.graph) == 0
+    gm2 = make_fx(f)(torch.randn(3, 8), torch.randn(8, 5))
+    assert inline_small_matmuls(gm2.graph, limit=4) == 0 and inline_small_matmuls(gm2.graph) == 1
+
+
 def test_eager_fallback_on_failing_compiler_warns_and_matches_rollout():
     def broken_backend(gm, example_inputs):
         raise RuntimeError("no compiler here")
@@ -101,7 +130,7 @@ def test_eager_fallback_on_failing_compiler_warns_and_matches_rollout():
     field, euler = CartPole(FRICTION), Euler()
     x0, u = _inputs(batch=4, horizon=6)
     rollout = FusedRollout(field, euler, 0.02, chunk=4, backend=broken_backend)
-    with pytest.warns(RuntimeWarning, match="running the rollout eagerly"):
+    with pytest.warns(RuntimeWarning, match="compiling the rollout of CartPole .* failed .*running it eagerly"):
         states = rollout(x0, u)
     assert not rollout.compiled
     expected = euler.rollout(field, x0, u, 0.02)
@@ -117,15 +146,16 @@ def test_no_fallback_raises():
 
     rollout = FusedRollout(CartPole(), Euler(), 0.02, chunk=2, backend=broken_backend, fallback=False)
     x0, u = _inputs(batch=2, horizon=2)
-    with pytest.raises(RuntimeError, match="compilation failed"):
+    with pytest.raises(RuntimeError, match="compiling the rollout of CartPole .* failed"):
         rollout(x0, u)
 
 
-def test_missing_compiler_falls_back_at_construction(monkeypatch):
-    import physwm.integrators.fused as fused
+def test_missing_compiler_runs_eagerly_and_silently(monkeypatch):
+    import physwm.integrators.compiled as compiled
 
-    monkeypatch.setattr(fused, "compile_available", lambda device="cpu": False)
-    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+    monkeypatch.setattr(compiled, "compile_available", lambda device="cpu": False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing failed, the numbers are the same: no warning
         rollout = FusedRollout(CartPole(), RK4(), 0.02, chunk=3)
     assert not rollout.compiled
     x0, u = _inputs(batch=3, horizon=5, dtype=torch.float64)
@@ -144,6 +174,7 @@ def test_dynamo_traces_the_chunk_without_graph_breaks():
     torch.testing.assert_close(states, rk4.rollout(field, x0, u, 0.02), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.compiles
 @pytest.mark.skipif(not compile_available(), reason="torch.compile's C++ backend needs a C++ compiler")
 def test_compiled_rollout_matches_eager_rollout():
     field, euler = CartPole(), Euler()
@@ -229,3 +260,15 @@ def test_inf_and_overflowing_sums_are_told_apart():
     huge = torch.full((2, 4, 1), 3e38)
     states = rollout(torch.zeros(2, 4), huge)
     assert states.shape == (2, 5, 4)
+
+
+@pytest.mark.compiles  # the real compile_available (the suite's default replaces it), though nothing compiles
+def test_torch_compile_disable_turns_compiling_off(monkeypatch):
+    import torch._dynamo.config
+
+    from physwm.integrators.compiled import CompiledFunction
+
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # what TORCH_COMPILE_DISABLE=1 sets
+    assert not compile_available()
+    fn = CompiledFunction(lambda x: x + 1, "test function")
+    assert not fn.compiled and float(fn(torch.zeros(()))) == 1.0

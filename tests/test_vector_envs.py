@@ -177,6 +177,7 @@ def test_fused_default_depends_on_the_batch_size():
     assert not small.fused and big.fused == compile_available()
 
 
+@pytest.mark.compiles
 def test_the_compiled_step_agrees_with_the_eager_one_to_round_off():
     # Euler without friction: the cheapest step to compile; the same code path as any integrator
     kw = dict(params=physwm.CartPoleParams(), integrator="euler", terminate=False, max_episode_steps=100)
@@ -187,6 +188,7 @@ def test_the_compiled_step_agrees_with_the_eager_one_to_round_off():
         fused.reset(seed=2)
         eager.reset(seed=2)
         assert fused.unwrapped.fused and not eager.unwrapped.fused
+        assert fused.unwrapped.fused_step.compiled == compile_available()
         rng = np.random.default_rng(2)
         for _ in range(30):
             a = rng.uniform(-10, 10, size=(8, 1)).astype(np.float32)

@@ -2,6 +2,11 @@
 
 * :mod:`.planners`: :class:`CEM` and :class:`MPPI`, batched model-predictive control (PETS trajectory
   sampling for ensembles);
+* :mod:`.gradient`: :class:`ILQR`, :class:`Shooting` (Adam on the controls) and :class:`CEMGD` (CEM, then
+  gradient steps), on the model's Jacobians by autograd;
+* :mod:`.dynamics`: :class:`PlanningModel`, the model as planners see it (compiled where it pays, model
+  evaluations counted); :mod:`.derivatives`: the cost's gradients and Hessians;
+* :mod:`.registry`: :data:`PLANNERS` and :func:`make_planner`;
 * :mod:`.tasks`: a system's control tasks by name (:func:`get_task`);
 * :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`);
 * :mod:`.imagine`: virtual experience from a model (:func:`imagine`).
@@ -18,15 +23,22 @@ Example::
 """
 
 from ..envs import make_env
+from .dynamics import PlanningModel
 from .episodes import Episode, PlanningStudy, check_model_fits_env, default_planner_options, planning_study, run_episode
+from .gradient import CEMGD, ILQR, Shooting
 from .imagine import imagine
-from .planners import CEM, MPPI, PLANNERS, Planner, make_planner
+from .planners import CEM, MPPI, Planner
+from .registry import PLANNERS, make_planner
 from .tasks import get_task, task_names
 
 __all__ = [
     "Planner",
     "CEM",
     "MPPI",
+    "ILQR",
+    "Shooting",
+    "CEMGD",
+    "PlanningModel",
     "PLANNERS",
     "make_planner",
     "get_task",

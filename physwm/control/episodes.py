@@ -23,7 +23,8 @@ from ..data import Trajectories
 from ..envs import SystemEnv, env_info, make_env, to_action
 from ..models import WorldModel
 from ..systems import Task
-from .planners import Planner, make_planner
+from .planners import Planner
+from .registry import make_planner
 from .tasks import get_task
 
 __all__ = ["Episode", "run_episode", "PlanningStudy", "planning_study", "default_planner_options",
@@ -46,6 +47,10 @@ class Episode:
         env_id, task, seed: what was run.
         model: a name for the model (free text).
         system: the name of the environment's system (for labels); "" if unknown.
+        model_evaluations: ``[T]`` model evaluations per step (a :class:`Planner`'s
+            ``last_info["model_evaluations"]``; empty for a plain policy).
+        plan_cpu_times: ``[T]`` CPU time of this process per planning step, s (``time.process_time``: unlike
+            the wall clock, hardly inflated by other processes sharing the cores).
     """
 
     states: np.ndarray
@@ -60,6 +65,8 @@ class Episode:
     seed: int
     model: str = ""
     system: str = ""
+    model_evaluations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plan_cpu_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def steps(self) -> int:
@@ -146,14 +153,17 @@ def run_episode(
         env.reset(seed=seed, options=options)
     base = env.unwrapped
     states = [np.asarray(base.state, dtype=np.float64).copy()]
-    controls, rewards, times = [], [], []
+    controls, rewards, times, cpu_times, evaluations = [], [], [], [], []
     terminated = False
     bar = tqdm(total=steps, desc=f"{planner.name if isinstance(planner, Planner) else 'policy'} {t.name}",
                disable=not progress, leave=False)
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         u = planner(states[-1])
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+        if isinstance(planner, Planner):
+            evaluations.append(int(planner.last_info.get("model_evaluations", 0)))
         u = np.asarray(u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else u, dtype=np.float64).reshape(-1)
         if u.shape != (m,) or not np.isfinite(u).all():
             raise ValueError(f"the planner returned {u.tolist()}, expected {m} finite control value(s)")
@@ -177,6 +187,7 @@ def run_episode(
         states=S, controls=np.asarray(controls, dtype=np.float64).reshape(-1, m), rewards=np.asarray(rewards),
         plan_times=np.asarray(times), dt=dt, success=success, terminated=bool(terminated), env_id=env_id,
         task=t.name, seed=int(seed), model=model_name, system=info.system.name,
+        model_evaluations=np.asarray(evaluations, dtype=np.int64), plan_cpu_times=np.asarray(cpu_times),
     )
 
 
@@ -200,11 +211,13 @@ class PlanningStudy:
         return {k: float(np.mean([e.success for e in v])) for k, v in self.episodes.items()}
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Model name -> success rate, mean/std return, mean steps, mean and 95th percentile planning ms."""
+        """Model name -> success rate, mean/std return, mean steps, mean and 95th percentile planning ms, mean
+        model evaluations per step."""
         out = {}
         for k, eps in self.episodes.items():
             ret = np.array([e.ret for e in eps])
             pt = np.concatenate([e.plan_times for e in eps]) * 1e3
+            ev = np.concatenate([e.model_evaluations for e in eps])
             out[k] = {
                 "success_rate": float(np.mean([e.success for e in eps])),
                 "episodes": len(eps),
@@ -213,17 +226,18 @@ class PlanningStudy:
                 "steps_mean": float(np.mean([e.steps for e in eps])),
                 "plan_ms_mean": float(pt.mean()) if pt.size else float("nan"),
                 "plan_ms_p95": float(np.percentile(pt, 95)) if pt.size else float("nan"),
+                "evals_per_step": float(ev.mean()) if ev.size else float("nan"),
             }
         return out
 
     def table(self) -> str:
         """The summary as a fixed-width text table."""
         rows = [f"{self.planner} on {self.env_id}, task {self.task}",
-                f"{'model':<16} {'success':>9} {'return':>15} {'ms/step':>9} {'p95 ms':>8}"]
+                f"{'model':<16} {'success':>9} {'return':>15} {'ms/step':>9} {'p95 ms':>8} {'evals/step':>10}"]
         for k, s in self.summary().items():
             rows.append(f"{k:<16} {s['success_rate'] * s['episodes']:>4.0f}/{s['episodes']:<4} "
                         f"{s['return_mean']:>8.1f} +-{s['return_std']:>5.1f} {s['plan_ms_mean']:>9.2f} "
-                        f"{s['plan_ms_p95']:>8.2f}")
+                        f"{s['plan_ms_p95']:>8.2f} {s['evals_per_step']:>10.0f}")
         return "\n".join(rows)
 
 
@@ -246,7 +260,8 @@ def planning_study(
         env_id: ``"CartPole-v1"`` or ``"physwm/CartPole-v0"`` (friction by default, see :func:`make_env`).
         task: ``"balance"`` or ``"swingup"``.
         seeds: one episode per seed (the env's reset and the planner's noise both use it).
-        planner: ``"cem"`` or ``"mppi"``.
+        planner: a name of :data:`~physwm.control.PLANNERS` (``"cem"``, ``"mppi"``, ``"ilqr"``, ``"shooting"``,
+            ``"cem_gd"``).
         planner_options: keyword arguments of the planner (default: bounds of the env's force, the
             task's horizon, and ``action_levels`` for CartPole-v1's discrete forces).
         env_options: keyword arguments of :func:`make_env`.

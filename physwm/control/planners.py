@@ -35,11 +35,10 @@ import numpy as np
 import torch
 
 from ..checks import finite_float, module_dtype_device, positive_int
-from ..integrators import compiled_rollout
-from ..models import ODEModel, WorldModel
-from ..models.base import quiet_rollout
+from ..models import WorldModel
+from .dynamics import PlanningModel
 
-__all__ = ["Planner", "CEM", "MPPI", "PLANNERS", "make_planner", "Cost", "TerminalCost"]
+__all__ = ["Planner", "CEM", "MPPI", "Cost", "TerminalCost"]
 
 Cost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TerminalCost = Callable[[torch.Tensor], torch.Tensor]
@@ -81,18 +80,29 @@ class Planner:
             non-finite cost rank last (for learned models that blow up on a few wild sequences).
         seed: int seed or a ``torch.Generator`` for the sampling noise.
         dtype: planning dtype (default: the model's parameter dtype, float32 for a new model).
-        fused: roll out an :class:`~physwm.models.ODEModel` with :func:`physwm.integrators.compiled_rollout`
-            (its field and integrator compiled into one kernel by ``torch.compile``: 10-15x faster per
-            rollout, but the first call compiles for 10-60 s). Other models: a ValueError.
+        fused: roll out with compiled kernels (:class:`~physwm.control.dynamics.PlanningModel`): ``None``
+            (default) wherever the model is an :class:`~physwm.models.ODEModel` with a fixed-step integrator
+            and a compiler is available (for ``ensemble="ts"``: per member), else eagerly; ``True``: always
+            (a ValueError for other models); ``False``: never. Compiled rollouts are several times faster
+            (``bench/plan.py``); the first call per batch size compiles (seconds with inductor's disk
+            cache, minutes without) and says so on stderr.
+        progress: show those compile messages.
 
     Attributes:
         plan: the current mean plan ``[H, m]`` (warm start of the next step).
+        dynamics: the :class:`~physwm.control.dynamics.PlanningModel` planned on (``.fused``: compiled or
+            not); for ``ensemble="ts"`` one per member in :attr:`member_dynamics`.
+        model_evaluations: model evaluations so far (see :mod:`physwm.control.dynamics`: one per predicted
+            or differentiated transition).
         last_info: about the last call to :meth:`optimize`: ``"cost"`` (lowest sequence cost seen),
-            ``"iterations"``, and for CEM ``"best"`` (that sequence) and ``"elite_cost"`` (mean cost of
-            the last elites), for MPPI ``"effective_samples"`` (``1 / sum w^2`` of the last weights).
+            ``"iterations"``, ``"model_evaluations"`` (in that call, i.e. per control step), and for CEM
+            ``"best"`` (that sequence) and ``"elite_cost"`` (mean cost of the last elites), for MPPI
+            ``"effective_samples"`` (``1 / sum w^2`` of the last weights).
     """
 
     name = "planner"
+    #: arguments of this class's ``__init__`` that a subclass sets itself (not the caller's to give)
+    fixed_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -111,7 +121,8 @@ class Planner:
         nonfinite: str = "raise",
         seed: int | torch.Generator = 0,
         dtype: torch.dtype | None = None,
-        fused: bool = False,
+        fused: bool | None = None,
+        progress: bool = True,
     ):
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "rollout"):
             raise TypeError(f"model must be a WorldModel, got {type(model).__name__}")
@@ -181,15 +192,8 @@ class Planner:
         else:
             self.particles = 1
         self._members = members
-        self._rollout = None
-        if fused:
-            if not isinstance(model, ODEModel):
-                raise ValueError(
-                    f"fused=True needs an ODEModel (a field and an integrator), not {type(model).__name__}"
-                )
-            if ensemble == "ts":
-                raise ValueError("fused=True does not apply to ensemble='ts'")
-            self._rollout = compiled_rollout(model.field, model.integrator, model.dt)
+        self.dynamics = PlanningModel(model, fused, progress)
+        self.member_dynamics = [PlanningModel(mem, fused, progress) for mem in members] if ensemble == "ts" else []
         if nonfinite not in ("raise", "worst"):
             raise ValueError(f"unknown nonfinite policy {nonfinite!r}; valid: ['raise', 'worst']")
         self.nonfinite = nonfinite
@@ -247,18 +251,15 @@ class Planner:
             u = controls.unsqueeze(1).expand(P, K, *controls.shape[1:])  # [P, K, H, m]
             costs = controls.new_empty(P, K)
             member_of = torch.arange(K) % E
-            for e, member in enumerate(members):
+            for e in range(E):
                 ks = torch.nonzero(member_of == e).flatten()
                 if ks.numel() == 0:
                     continue
                 ue = u[:, ks].reshape(P * ks.numel(), *controls.shape[1:])
-                states = quiet_rollout(member, x0.expand(ue.shape[0], -1), ue)
+                states = self.member_dynamics[e].rollout(x0.expand(ue.shape[0], -1), ue)
                 costs[:, ks] = self._sequence_cost(states, ue).reshape(P, ks.numel())
             return costs.mean(1)
-        if self._rollout is None:  # divergent candidates are ranked by the nonfinite policy, not warned about
-            states = quiet_rollout(self.model, x0.expand(P, -1), controls)
-        else:
-            states = self._rollout(x0.expand(P, -1), controls)
+        states = self.dynamics.rollout(x0.expand(P, -1), controls)
         return self._sequence_cost(states, controls)
 
     def _checked_costs(self, costs: torch.Tensor, iteration: int) -> torch.Tensor:
@@ -291,9 +292,16 @@ class Planner:
         Updates :attr:`plan` but does not shift it (:meth:`act` does).
         """
         x0 = self._state(state)
+        before = self.model_evaluations
         with torch.no_grad():
             self.plan = self._optimize(x0)
+        self.last_info["model_evaluations"] = self.model_evaluations - before
         return self.plan
+
+    @property
+    def model_evaluations(self) -> int:
+        """Model evaluations so far (rollouts' transitions plus differentiated transitions)."""
+        return self.dynamics.evaluations + sum(d.evaluations for d in self.member_dynamics)
 
     def act(self, state: Any) -> torch.Tensor:
         """Plan from ``state [n]``, return the first control ``[m]`` and shift the plan (warm start)."""
@@ -439,13 +447,3 @@ class MPPI(Planner):
 
     def _extra_repr(self) -> str:
         return f", temperature={self.temperature}"
-
-
-PLANNERS: dict[str, type[Planner]] = {"cem": CEM, "mppi": MPPI}
-
-
-def make_planner(name: str, model: WorldModel, cost: Cost, **options: Any) -> Planner:
-    """Build a planner by name (``"cem"`` or ``"mppi"``); an unknown name lists the valid ones."""
-    if name not in PLANNERS:
-        raise ValueError(f"unknown planner {name!r}; valid: {sorted(PLANNERS)}")
-    return PLANNERS[name](model, cost, **options)

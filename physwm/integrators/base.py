@@ -33,7 +33,8 @@ import torch
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField, check_state_control
 
-__all__ = ["Integrator", "check_rollout_args", "all_finite", "DivergenceWarning", "report_divergence"]
+__all__ = ["Integrator", "BoundField", "bind_field", "check_rollout_args", "all_finite", "DivergenceWarning",
+           "report_divergence"]
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -81,11 +82,12 @@ def check_rollout_args(field: VectorField, x0: torch.Tensor, u: torch.Tensor) ->
         raise ValueError("u contains NaN or inf")
 
 
-class _BoundField:
+class BoundField:
     """A field bound to a rollout's controls, seen by ``_step`` as a field of period ``t``.
 
     ``f(x, u)`` returns ``fn(x, t)``: the ``u`` passed (the period's control, ``u[:, t]``) is already in
     ``fn``. Carries the field's sizes and position/velocity indices (semi-implicit Euler needs them).
+    Set ``.t`` to the period before each step.
     """
 
     __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index", "constrain")
@@ -99,6 +101,14 @@ class _BoundField:
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.fn(x, self.t)
+
+
+def bind_field(field: VectorField, integrator: Integrator, u: torch.Tensor) -> BoundField | None:
+    """``field`` bound to the control sequence ``u [B, T, m]`` (in the states' dtype) for a rollout of
+    ``integrator``, or ``None`` if the field has no ``bind_controls`` or the integrator evaluates the field
+    at other controls than the period's (see the module docstring)."""
+    bind = getattr(field, "bind_controls", None) if integrator.binds_controls else None
+    return None if bind is None else BoundField(field, bind(u))
 
 
 class Integrator:
@@ -158,13 +168,13 @@ class Integrator:
         dt = check_dt(dt)
         self.check_field(field)
         check_rollout_args(field, x0, u)
-        bind = getattr(field, "bind_controls", None) if self.binds_controls else None
-        f = field if bind is None else _BoundField(field, bind(u.to(x0.dtype)))
+        bound = bind_field(field, self, u.to(x0.dtype))
+        f = field if bound is None else bound
         states = [x0]
         x = x0
         for t in range(u.shape[1]):
-            if bind is not None:
-                f.t = t
+            if bound is not None:
+                bound.t = t
             x = self.advance(f, x, u[:, t], dt)
             states.append(x)
         out = torch.stack(states, dim=1)

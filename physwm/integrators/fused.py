@@ -24,15 +24,17 @@ zero-filling of fresh pages for the ``[B, T+1, n]`` output can cost more than th
 (setting ``THP_MEM_ALLOC_ENABLE=1`` before torch starts, which puts large tensors on transparent huge
 pages, also cuts that cost).
 
-Compilation takes seconds (about 5-15 s for the default chunk of 8 Euler steps on a 2-core machine;
-inductor caches compiled code on disk, so a second process is faster). With ``dynamic=False`` (the
-default, fastest kernels) each batch size compiles once; torch.compile recompiles a function for at most
-``torch._dynamo.config.recompile_limit`` (8) shapes, then runs it uncompiled, so use ``dynamic=True``
-when many different batch sizes come through one rollout.
+Compilation takes seconds to minutes, shown by a message on stderr when it starts and ends (measured on
+a loaded 2-core machine: 5-15 s for 8 Euler steps of CartPole, minutes for 8 RK4 steps of the default
+hybrid). Inductor keeps compiled code in its on-disk caches, so a second process only re-traces the
+function (seconds; ``bench/compile_cache.py`` measures it; see :mod:`physwm.integrators.compiled` for what
+is cached where). With ``dynamic=False`` (the default, fastest kernels) each batch size compiles once;
+torch.compile recompiles a function for at most ``torch._dynamo.config.recompile_limit`` (8) shapes, then
+runs it uncompiled, so use ``dynamic=True`` when many different batch sizes come through one rollout.
 
-If compilation is unavailable or fails (no C++ compiler, an operation inductor cannot compile, a field
-whose code breaks the graph), the rollout warns once and runs the same chunk function eagerly, giving
-the same numbers, only slower.
+Where compilation is unavailable (no C++ compiler: :func:`compile_available` is false) the rollout runs
+the same chunk function eagerly, silently: same numbers, only slower. If a compile fails (an operation
+inductor cannot compile, a field whose code breaks the graph) it warns once and runs eagerly from then on.
 
 Example::
 
@@ -45,47 +47,28 @@ Example::
 from __future__ import annotations
 
 import copy
-import shutil
 import threading
 import time
-import types
-import warnings
 from collections.abc import Callable
 
 import torch
 
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField
-from .base import Integrator, check_rollout_args
+from .base import Integrator, bind_field, check_rollout_args
+from .compiled import CompiledFunction, compile_available
 from .graph_pass import column_pass
 from .registry import get_integrator
 
-__all__ = ["FusedRollout", "compiled_rollout", "FusedStep", "compiled_step", "compile_available"]
+__all__ = ["FusedRollout", "compiled_rollout", "FusedStep", "compiled_vector_step", "compile_available",
+           "column_options"]
 
 
-# --------------------------------------------------------------------------------------------------
-# Compilation
-# --------------------------------------------------------------------------------------------------
-
-
-def compile_available(device: str | torch.device = "cpu") -> bool:
-    """Whether ``torch.compile`` with inductor can be expected to work here (on CPU: a C++ compiler).
-
-    A cheap check (no compilation is attempted); a compile can still fail, and then
-    :class:`FusedRollout` falls back to eager mode with a warning.
-    """
-    if not hasattr(torch, "compile"):
-        return False
-    if torch.device(device).type == "cpu":
-        try:
-            from torch._inductor import config as inductor_config
-
-            cxx = inductor_config.cpp.cxx[-1] if inductor_config.cpp.cxx else None
-        except Exception:  # pragma: no cover - very old or stripped torch
-            return False
-        candidates = [c for c in (cxx, "g++", "c++", "clang++") if c]
-        return any(shutil.which(c) for c in candidates)
-    return True
+def column_options(backend: str | Callable) -> dict | None:
+    """Inductor options that install the column-splitting graph pass (None for other backends, or where this
+    torch has no custom-pass hook)."""
+    graph_pass = column_pass() if backend == "inductor" else None
+    return {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
 
 
 def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps: int) -> Callable:
@@ -93,24 +76,21 @@ def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps
 
     def chunk(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         # x [n, B] (one row per state variable), u [steps, m, B], out [steps, n, B] (written).
+        # The field is bound to the chunk's controls exactly as Integrator.rollout binds it to a rollout's.
         s = x.t()
+        bound = bind_field(field, integrator, u.permute(2, 0, 1).to(x.dtype))
+        f = field if bound is None else bound
         rows = []
         for k in range(steps):
-            s = integrator.advance(field, s, u[k].t(), dt)
+            if bound is not None:
+                bound.t = k
+            s = integrator.advance(f, s, u[k].t(), dt)
             rows.extend(s.unbind(-1))
         states = torch.stack(rows).view(steps, x.shape[0], x.shape[1])
         out.copy_(states)
         return states[-1].clone()
 
     return chunk
-
-
-def _fresh_code(fn: Callable, owner: object) -> Callable:
-    """A copy of ``fn`` with its own code object (named after ``owner``), so torch.compile's per-code cache
-    (and its recompile limit) is not shared between different fields/integrators."""
-    name = f"_physwm_fused_chunk_{id(owner):x}"
-    code = fn.__code__.replace(co_name=name)
-    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
 def _check_out(out: torch.Tensor, shape: tuple[int, int, int], x0: torch.Tensor) -> None:
@@ -146,10 +126,13 @@ class FusedRollout:
 
     Between calls it keeps one internal buffer for the time-major controls (``T * m * B`` elements).
 
+    Args (of the constructor): see :func:`compiled_rollout`.
+
     Attributes:
-        compiled: False once compilation failed and the rollout runs eagerly.
+        compiled: False when the rollout runs eagerly (no compiler, or compilation failed).
         compile_seconds: wall time spent in calls that compiled (first call per batch size/dtype/device
             when ``dynamic=False``), i.e. compilation plus one chunk of work.
+        kernel: the :class:`~physwm.integrators.compiled.CompiledFunction` of one chunk.
     """
 
     def __init__(
@@ -161,6 +144,7 @@ class FusedRollout:
         backend: str | Callable = "inductor",
         dynamic: bool | None = False,
         fallback: bool = True,
+        progress: bool = True,
     ):
         if not isinstance(field, VectorField):
             raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
@@ -170,54 +154,25 @@ class FusedRollout:
         integrator.check_field(field)
         self.field, self.integrator, self.dt, self.chunk = field, integrator, check_dt(dt), chunk
         self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
-        self._eager = _chunk_function(field, integrator, self.dt, chunk)
-        self._fn: Callable = self._eager
-        self.compiled = False
-        self.compile_seconds = 0.0
-        self._seen: set[tuple] = set()
+        self.kernel = CompiledFunction(
+            _chunk_function(field, integrator, self.dt, chunk),
+            f"rollout of {type(field).__name__} with {integrator!r} ({chunk} steps per kernel call)",
+            backend=backend, dynamic=dynamic, options=column_options(backend), fallback=fallback, progress=progress,
+            describe=lambda args: f"batch size {args[0].shape[1]} ({args[0].dtype})",
+        )
         self._lock = threading.Lock()
         self._workspace: torch.Tensor | None = None
-        if backend == "inductor" and not compile_available():
-            self._give_up("no C++ compiler found for torch.compile's inductor backend")
-        else:
-            try:
-                graph_pass = column_pass() if backend == "inductor" else None
-                options = {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
-                self._fn = torch.compile(
-                    _fresh_code(self._eager, self), backend=backend, fullgraph=True, dynamic=dynamic, options=options
-                )
-                self.compiled = True
-            except Exception as err:  # torch without compile, unknown backend, ...
-                self._give_up(f"{type(err).__name__}: {err}", err)
 
-    def _give_up(self, reason: str, err: Exception | None = None) -> None:
-        if not self.fallback:
-            raise RuntimeError(f"physwm.fused: compilation failed ({reason})") from err
-        warnings.warn(
-            f"physwm.fused: compilation unavailable ({reason}); running the rollout eagerly (same numbers, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        self._fn = self._eager
-        self.compiled = False
+    @property
+    def compiled(self) -> bool:
+        return self.kernel.compiled
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.kernel.compile_seconds
 
     def _run_chunk(self, x: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        if not self.compiled:
-            return self._eager(x, u, out)
-        key = (x.shape[1] if not self.dynamic else None, x.dtype, u.dtype, x.device)
-        first = key not in self._seen
-        t0 = time.perf_counter()
-        try:
-            last = self._fn(x, u, out)
-        except Exception as err:
-            if not first:
-                raise
-            self._give_up(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}", err)
-            return self._eager(x, u, out)
-        if first:
-            self._seen.add(key)
-            self.compile_seconds += time.perf_counter() - t0
-        return last
+        return self.kernel(x, u, out)
 
     def _controls_workspace(self, rows: int, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         # The time-major copy of the controls is internal, so one buffer is kept and reused by calls of
@@ -292,6 +247,7 @@ def compiled_rollout(
     backend: str | Callable = "inductor",
     dynamic: bool | None = False,
     fallback: bool = True,
+    progress: bool = True,
 ) -> FusedRollout:
     """A compiled drop-in for ``integrator.rollout(field, x0, u, dt)``, cached on the field.
 
@@ -306,8 +262,9 @@ def compiled_rollout(
         backend: ``torch.compile`` backend (``"inductor"``; ``"eager"`` for debugging).
         dynamic: passed to ``torch.compile``. ``False`` (default) compiles once per batch size, which
             gives the fastest kernels; ``True``/``None`` share one kernel across batch sizes.
-        fallback: if compilation is unavailable or fails, warn and run eagerly (``True``, default) or
-            raise ``RuntimeError`` (``False``).
+        fallback: if compilation fails, warn and run eagerly (``True``, default) or raise ``RuntimeError``
+            (``False``). Where it is unavailable (no C++ compiler) the rollout runs eagerly, silently.
+        progress: print a line to stderr when a compile starts and ends (the first call per batch size).
 
     Returns:
         A :class:`FusedRollout`; the same object for the same field, integrator object and settings. The
@@ -317,13 +274,14 @@ def compiled_rollout(
     if not isinstance(field, VectorField):
         raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
     integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    key = (id(integrator), check_dt(dt), chunk, backend, dynamic, fallback)
+    key = (id(integrator), check_dt(dt), chunk, backend, dynamic, fallback)  # progress is not a property of the code
     cache = field.__dict__.setdefault("_compiled_rollouts", {})
     with _CACHE_LOCK:
         cached = cache.get(key)
         if cached is not None and cached.integrator is integrator:
             return cached
-        cached = cache[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback)
+        cached = cache[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback, progress)
+    cached.kernel.progress = progress
     return cached
 
 
@@ -356,15 +314,16 @@ class FusedStep:
     arithmetic, a kernel ``substeps`` times smaller to compile. Integrators with their own ``advance``
     (:class:`~physwm.integrators.Adaptive`) are compiled whole (torchdiffeq generally falls back to eager).
 
-    Numbers agree with the eager step to float round-off (see the module docstring); if compilation is
-    unavailable or fails, the step warns once and runs eagerly (same numbers, slower).
+    The compiling is a :class:`~physwm.integrators.CompiledFunction`'s: each compile shown on stderr, the
+    same numbers eagerly where no compiler is found, a warning and the eager step if a compile fails.
 
     Args:
         field, integrator: what is stepped; dt: control period, s.
-        backend, dynamic, fallback: as for :func:`compiled_rollout`.
+        backend, dynamic, fallback, progress: as for :class:`~physwm.integrators.CompiledFunction`.
 
     Attributes:
-        compiled: False once compilation failed (or was unavailable) and the step runs eagerly.
+        kernel: the :class:`~physwm.integrators.CompiledFunction` of one (sub-)step.
+        compiled: False where the step runs eagerly (no compiler, or a compile failed).
         compile_seconds: wall time of the calls that compiled (first call per batch size/dtype/device).
     """
 
@@ -376,6 +335,7 @@ class FusedStep:
         backend: str | Callable = "inductor",
         dynamic: bool | None = False,
         fallback: bool = True,
+        progress: bool = True,
     ):
         if not isinstance(field, VectorField):
             raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
@@ -383,74 +343,41 @@ class FusedStep:
             raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
         integrator.check_field(field)
         self.field, self.integrator, self.dt = field, integrator, check_dt(dt)
-        self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
         self.calls = 1
         inner, h = integrator, self.dt
         if type(integrator).advance is Integrator.advance and integrator.substeps > 1:
             inner = copy.copy(integrator)
             inner.substeps, self.calls, h = 1, integrator.substeps, self.dt / integrator.substeps
-        self._eager = _substep_function(field, inner, h)
-        self._fn: Callable = self._eager
-        self.compiled = False
-        self.compile_seconds = 0.0
-        self._seen: set[tuple] = set()
-        if backend == "inductor" and not compile_available():
-            self._give_up("no C++ compiler found for torch.compile's inductor backend")
-            return
-        try:
-            graph_pass = column_pass() if backend == "inductor" else None
-            options = {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
-            self._fn = torch.compile(
-                _fresh_code(self._eager, self), backend=backend, fullgraph=True, dynamic=dynamic, options=options
-            )
-            self.compiled = True
-        except Exception as err:  # torch without compile, unknown backend, ...
-            self._give_up(f"{type(err).__name__}: {err}", err)
+        self.kernel = CompiledFunction(
+            _substep_function(field, inner, h), f"vector step of {type(field).__name__} with {inner!r}",
+            backend=backend, dynamic=dynamic, options=column_options(backend), fallback=fallback, progress=progress,
+            describe=lambda args: f"{args[0].shape[1]} environments ({args[0].dtype})",
+        )  # fmt: skip
 
-    def _give_up(self, reason: str, err: Exception | None = None) -> None:
-        if not self.fallback:
-            raise RuntimeError(f"physwm.fused: compilation failed ({reason})") from err
-        warnings.warn(
-            f"physwm.fused: compilation unavailable ({reason}); running the step eagerly (same numbers, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        self._fn = self._eager
-        self.compiled = False
+    @property
+    def compiled(self) -> bool:
+        return self.kernel.compiled
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.kernel.compile_seconds
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``x [n, B]``, ``u [m, B]`` (same dtype and device) -> ``x_next [n, B]`` (a new tensor)."""
         n, m = self.field.state_dim, self.field.control_dim
         if x.ndim != 2 or x.shape[0] != n or u.ndim != 2 or u.shape != (m, x.shape[1]):
             raise ValueError(f"x must be [{n}, B] and u [{m}, B], got {tuple(x.shape)} and {tuple(u.shape)}")
-        key = (None if self.dynamic else x.shape[1], x.dtype, u.dtype, x.device)
         with torch.no_grad():
-            if not self.compiled:
-                for _ in range(self.calls):
-                    x = self._eager(x, u)
-                return x
-            first = key not in self._seen
-            t0 = time.perf_counter()
-            try:
-                x = self._fn(x, u)
-            except Exception as err:
-                if not first:
-                    raise
-                self._give_up(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}", err)
-                return self(x, u)
-            if first:
-                self._seen.add(key)
-                self.compile_seconds += time.perf_counter() - t0
-            for _ in range(self.calls - 1):
-                x = self._fn(x, u)
+            for _ in range(self.calls):
+                x = self.kernel(x, u)
         return x
 
     def __repr__(self) -> str:
-        mode = "compiled" if self.compiled else "eager fallback"
+        mode = "compiled" if self.compiled else "eager"
         return f"FusedStep({type(self.field).__name__}, {self.integrator!r}, dt={self.dt}, {mode})"
 
 
-def compiled_step(
+def compiled_vector_step(
     field: VectorField,
     integrator: Integrator | str,
     dt: float,
@@ -459,15 +386,17 @@ def compiled_step(
     dynamic: bool | None = False,
     fallback: bool = True,
 ) -> FusedStep:
-    """A compiled control period of ``field`` with ``integrator`` (a :class:`FusedStep`), cached on the field.
+    """A compiled control period of ``field`` with ``integrator`` on row-stored states ``[n, B]`` (a
+    :class:`FusedStep`, what vector environments step), cached on the field.
 
     Arguments as for :func:`compiled_rollout`; the same object is returned for the same field, integrator
-    object and settings.
+    object and settings. (:func:`~physwm.integrators.compiled_step` is the same step on ``[N, n]`` states,
+    for closed loops through a planner.)
     """
     if not isinstance(field, VectorField):
         raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
     integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    key = ("step", id(integrator), check_dt(dt), backend, dynamic, fallback)
+    key = ("vector step", id(integrator), check_dt(dt), backend, dynamic, fallback)
     cache = field.__dict__.setdefault("_compiled_rollouts", {})
     with _CACHE_LOCK:
         cached = cache.get(key)

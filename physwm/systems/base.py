@@ -174,7 +174,8 @@ class Parameters:
     (``positive_fields``) and which non-negative (``nonnegative_fields``). A field may also hold a 0-dim
     floating tensor (a learnable constant); tensors given by the user are checked like numbers, values
     computed from learnable parameters (which carry a gradient) are not (their bound is enforced by
-    construction).
+    construction), nor are tensors while ``torch.compile`` traces (a compiled rollout computes the
+    constants of a field with learnable constants in its graph; reading a value there is impossible).
     """
 
     positive_fields: ClassVar[tuple[str, ...]] = ()
@@ -189,6 +190,8 @@ class Parameters:
                     raise TypeError(f"{cls}.{f.name} must be a number or a 0-dim float tensor, got {v!r}")
                 if v.requires_grad or v.grad_fn is not None:
                     continue  # a learnable constant's current value: bounded by its parametrisation
+                if torch.compiler.is_compiling():
+                    continue  # inside a compiled rollout: reading the value would break the graph
                 v = float(v)
             elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise TypeError(f"{cls}.{f.name} must be a number, got {type(v).__name__}")

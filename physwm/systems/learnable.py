@@ -19,11 +19,21 @@ __all__ = ["floored", "project_gradient"]
 
 
 class _StraightThroughClamp(torch.autograd.Function):
-    """``max(raw, floor)`` in the forward pass, the identity in the backward pass."""
+    """``max(raw, floor)`` in the forward pass, the identity in the backward pass.
+
+    Written in the ``setup_context`` style, so torch.func's transforms (``jacrev``, ``vmap``: the planners'
+    linearisations) go through it.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, raw: torch.Tensor, floor: float) -> torch.Tensor:
+    def forward(raw: torch.Tensor, floor: float) -> torch.Tensor:
         return raw.clamp_min(floor)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
