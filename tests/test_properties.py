@@ -106,7 +106,9 @@ def test_trajectories_and_fit(n_ep, T, states, controls, dt):
     model = build("mlp", hidden=[4]).to(traj.dtype)
     history = _call(lambda: fit(model, traj, epochs=1, progress=False))
     if history is not None:
-        assert len(history.epoch) == 1 and math.isfinite(history.train_loss[0])
+        # a finite loss, or a divergence fit reports as such (float16 data can overflow)
+        assert len(history.epoch) == 1
+        assert math.isfinite(history.train_loss[0]) or history.stop_reason == "diverged"
 
 
 @SETTINGS

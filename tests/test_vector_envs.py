@@ -13,7 +13,7 @@ import physwm
 from physwm import collect, make_policy
 from physwm.envs import make_env
 from physwm.integrators import compile_available
-from physwm.systems import SYSTEMS
+from physwm.systems import BUILTIN_SYSTEMS, SYSTEMS
 from physwm.vector_envs import FUSED_MIN_ENVS, VECTOR_ENV_CLASSES, SystemVectorEnv
 
 ENV_ID = "physwm/CartPole-v0"
@@ -25,7 +25,8 @@ def make_vec(n=4, **kwargs):
 
 
 def test_every_system_with_an_environment_has_a_registered_vector_environment():
-    for name, system in SYSTEMS.items():
+    for name in BUILTIN_SYSTEMS:  # (user systems other tests register have their own limits; see below)
+        system = SYSTEMS[name]
         if system.env_id is None:
             continue
         envs = gym.make_vec(system.env_id, num_envs=3, vectorization_mode="vector_entry_point")

@@ -24,6 +24,7 @@ function with dynamo (seconds; ``bench/compile_cache.py`` measures both).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -46,7 +47,7 @@ def compile_available(device: str | torch.device = "cpu") -> bool:
     A cheap check (no compilation is attempted); a compile can still fail, and then
     :class:`CompiledFunction` falls back to eager mode with a warning.
     """
-    if not hasattr(torch, "compile") or torch._dynamo.config.disable:  # TORCH_COMPILE_DISABLE=1 turns it off
+    if not hasattr(torch, "compile") or os.environ.get("TORCH_COMPILE_DISABLE", "0") == "1":
         return False
     if torch.device(device).type == "cpu":
         try:
