@@ -4,6 +4,7 @@ from .base import Normalizer, WorldModel
 from .ensemble import Ensemble, bootstrap_indices
 from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
+from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
 
@@ -27,4 +28,5 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "ODE_FAMILIES",
     "IMPLICIT_FAMILIES",
+    "GANModel",
 ]

@@ -23,6 +23,7 @@ from ..systems import DEFAULT_SYSTEM, Parameters, System, get_system
 from .base import WorldModel
 from .ensemble import Ensemble
 from .fields import HybridField, NeuralField
+from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
 
@@ -63,6 +64,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "gru": {"hidden_size": 128, "num_layers": 1, "warmup": 0},
     "transformer": {"d_model": 64, "heads": 4, "layers": 2, "context": 32, "feedforward": None, "activation": "gelu"},
     "ensemble": {"members": 5, "member": "gaussian_mlp", "member_options": {}, "bootstrap": True},
+    # -- issue 15: a conditional GAN, a physics-informed MLP, a Lagrangian field (see their modules) --
+    "gan": {"noise_dim": 4, "hidden": [128, 128, 128], "disc_hidden": [128, 128], "activation": "silu",
+            "adversarial_weight": 0.01},
 }
 _COMMON = {"dt": None, "seed": 0, "system": None}
 
@@ -71,7 +75,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(DEFAULT_OPTIONS)
 #: Families integrated as vector fields (they take the integration options).
 ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid")
 #: Families that are purely implicit (discrete-time networks without physics or a vector field).
-IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble")
+IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble", "gan")
 
 
 def resolve_system(system: Any) -> tuple[type[System], Parameters]:
@@ -168,6 +172,9 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
             build(member, o["system"], dt=dt, seed=o["seed"] * 1000 + i, **o["member_options"]) for i in range(k)
         ]
         return Ensemble(members, bootstrap=o["bootstrap"], seed=o["seed"])
+    if name == "gan":
+        keys = ("noise_dim", "hidden", "disc_hidden", "activation", "adversarial_weight")
+        return GANModel(n, m, dt, seed=o["seed"], **{k: o[k] for k in keys})
     raise AssertionError(name)  # pragma: no cover - names are checked by build
 
 
