@@ -5,12 +5,14 @@ states and residual; the Lagrangian's conserved and dissipated energy), a checkp
 claim it exists for at a small scale (fast; ``bench/families.py`` measures them at full scale).
 """
 
+import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+import physwm
 from physwm.data import Trajectories, collect, make_policy
 from physwm.integrators import RK4
 from physwm.models import build
@@ -103,10 +105,74 @@ def test_gan_one_step_error_within_10x_of_the_mlp_and_50_step_rollouts_stable():
     assert fifty["gan"] < 1.5 * fifty["mlp"], fifty
 
 
+# -- physics-informed MLP -------------------------------------------------------------------------------
+
+
+def test_pinn_collocation_pairs_lie_in_the_box_outside_the_data_and_are_reproducible():
+    batch = _windows(64, 3, seed=1, box=(0.5, 0.5, 0.3, 1.0), force=5.0)
+    model = build("pinn_mlp", hidden=[16], collocation=100, collocation_scale=3.0)
+    model.fit_normalization(batch["states"], batch["controls"])
+    pairs = torch.cat((batch["states"][:, :-1], batch["controls"]), -1).reshape(-1, 5)
+    lo, hi = pairs.min(0).values, pairs.max(0).values
+    torch.testing.assert_close(model.data_low, lo)
+    torch.testing.assert_close(model.data_high, hi)
+    mid, half = (lo + hi) / 2, 3 * (hi - lo) / 2
+    half[2] = max(float(half[2]), float(hi[2] - lo[2]) / 2 + math.pi)  # theta: at least a turn beyond the data
+    torch.testing.assert_close(model.colloc_low, mid - half)
+    x, u = model.collocation_pairs(0, torch.float32)
+    p = torch.cat((x, u), -1)
+    assert 90 <= p.shape[0] <= 100
+    assert ((p >= mid - half - 1e-6) & (p <= mid + half + 1e-6)).all()
+    assert (~((p >= lo) & (p <= hi)).all(-1)).all()  # none inside the data's box
+    x2, _ = model.collocation_pairs(0, torch.float32)
+    x3, _ = model.collocation_pairs(1, torch.float32)
+    assert torch.equal(x, x2) and not torch.equal(x, x3)
+
+
+def test_pinn_loss_is_the_mlps_plus_the_weighted_physics_residual():
+    batch = _windows(16, 2, seed=2)
+    model = build("pinn_mlp", hidden=[16], physics_weight=0.3, collocation=50)
+    model.fit_normalization(batch["states"], batch["controls"])
+    mlp = build("mlp", hidden=[16])
+    mlp.load_state_dict({k: v for k, v in model.state_dict().items() if k in mlp.state_dict()})
+    loss, metrics = model.loss(batch)
+    data, _ = mlp.loss(batch)
+    x, u = model.collocation_pairs(0, torch.float32)  # the draw the loss above used
+    with torch.no_grad():
+        target = RK4().step(CartPole(), x, u, 0.02)
+    residual = (model.step(x, u) - target) / model.delta_norm.std
+    torch.testing.assert_close(loss, data + 0.3 * residual.pow(2).mean(), rtol=1e-5, atol=1e-7)
+    assert metrics["physics"] == pytest.approx(float(residual.pow(2).mean()), rel=1e-5)
+    model.physics_weight = 0.0
+    assert torch.equal(model.loss(batch)[0], data)
+
+
+def _friction_data(episodes: int, seed: int, low, high, force: float) -> Trajectories:
+    env = gym.make("physwm/CartPole-v0", params=physwm.FRICTION_PARAMS, terminate=False, max_episode_steps=100)
+    data = collect(env, make_policy("uniform", force_mag=force), episodes=episodes, max_steps=100, seed=seed,
+                   start_low=low, start_high=high, progress=False)
+    env.close()
+    return data.to(torch.float32)
+
+
+def test_pinn_mlp_extrapolates_better_than_the_plain_mlp_on_the_friction_task():
+    """Trained on the pole hanging (+-1 rad) under forces <= 5 N; tested on forces up to 15 N."""
+    hanging = ([-0.5, -0.5, math.pi - 1, -1.0], [0.5, 0.5, math.pi + 1, 1.0])
+    train = _friction_data(12, 0, *hanging, force=5.0)
+    val = _friction_data(3, 1, *hanging, force=5.0)
+    strong = _friction_data(4, 2, *hanging, force=15.0)
+    errors = {}
+    for name in ("mlp", "pinn_mlp"):
+        model = build(name, hidden=[64, 64], seed=0)
+        fit(model, train, val, steps=300, lr=3e-3, lr_schedule="cosine", grad_clip=10.0, progress=False)
+        errors[name] = _one_step_mse(model.eval(), strong)
+    assert errors["pinn_mlp"] < errors["mlp"] / 3, errors
+
+
 # -- checkpoints ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["gan"])
+@pytest.mark.parametrize("name", ["gan", "pinn_mlp"])
 def test_checkpoint_round_trip_rebuilds_the_family_from_its_build_spec(name, tmp_path):
     batch = _windows(8, 2, seed=6)
     model = build(name, hidden=[16], seed=3)

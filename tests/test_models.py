@@ -84,6 +84,7 @@ SMALL = {
     "transformer": {"d_model": 16, "heads": 2, "layers": 1, "context": 4},
     "ensemble": {"members": 2, "member": "mlp", "member_options": {"hidden": [32, 32]}},
     "gan": {"hidden": [32, 32], "disc_hidden": [32]},
+    "pinn_mlp": {"hidden": [32, 32], "collocation": 64},
 }
 
 

@@ -7,6 +7,7 @@ from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatur
 from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
+from .pinn import PhysicsInformedMLP
 
 __all__ = [
     "WorldModel",
@@ -29,4 +30,5 @@ __all__ = [
     "ODE_FAMILIES",
     "IMPLICIT_FAMILIES",
     "GANModel",
+    "PhysicsInformedMLP",
 ]

@@ -26,6 +26,7 @@ from .fields import HybridField, NeuralField
 from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
 from .ode import ODEModel
+from .pinn import PhysicsInformedMLP
 
 __all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
@@ -67,6 +68,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     # -- issue 15: a conditional GAN, a physics-informed MLP, a Lagrangian field (see their modules) --
     "gan": {"noise_dim": 4, "hidden": [128, 128, 128], "disc_hidden": [128, 128], "activation": "silu",
             "adversarial_weight": 0.01},
+    "pinn_mlp": {"hidden": [128, 128, 128], "activation": "silu", "physics_weight": 1.0, "collocation": 256,
+                 "collocation_scale": 3.0, **_ODE},
 }
 _COMMON = {"dt": None, "seed": 0, "system": None}
 
@@ -175,6 +178,9 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
     if name == "gan":
         keys = ("noise_dim", "hidden", "disc_hidden", "activation", "adversarial_weight")
         return GANModel(n, m, dt, seed=o["seed"], **{k: o[k] for k in keys})
+    if name == "pinn_mlp":
+        keys = ("hidden", "activation", "physics_weight", "collocation", "collocation_scale")
+        return PhysicsInformedMLP(cls(p), dt, integrator=_integrator(o), seed=o["seed"], **{k: o[k] for k in keys})
     raise AssertionError(name)  # pragma: no cover - names are checked by build
 
 
