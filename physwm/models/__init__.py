@@ -6,6 +6,7 @@ from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILI
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
 from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
+from .lagrangian import LagrangianField
 from .ode import ODEModel
 from .pinn import PhysicsInformedMLP
 
@@ -31,4 +32,5 @@ __all__ = [
     "IMPLICIT_FAMILIES",
     "GANModel",
     "PhysicsInformedMLP",
+    "LagrangianField",
 ]

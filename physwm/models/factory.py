@@ -25,6 +25,7 @@ from .ensemble import Ensemble
 from .fields import HybridField, NeuralField
 from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
+from .lagrangian import LagrangianField
 from .ode import ODEModel
 from .pinn import PhysicsInformedMLP
 
@@ -70,13 +71,15 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
             "adversarial_weight": 0.01},
     "pinn_mlp": {"hidden": [128, 128, 128], "activation": "silu", "physics_weight": 1.0, "collocation": 256,
                  "collocation_scale": 3.0, **_ODE},
+    "lagrangian": {"hidden": [64, 64], "activation": "softplus", "coordinates": "angles", "dissipation": True,
+                   **_ODE},
 }
 _COMMON = {"dt": None, "seed": 0, "system": None}
 
 #: Every name :func:`build` accepts.
 MODEL_NAMES: tuple[str, ...] = tuple(DEFAULT_OPTIONS)
 #: Families integrated as vector fields (they take the integration options).
-ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid")
+ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid", "lagrangian")
 #: Families that are purely implicit (discrete-time networks without physics or a vector field).
 IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble", "gan")
 
@@ -181,6 +184,10 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
     if name == "pinn_mlp":
         keys = ("hidden", "activation", "physics_weight", "collocation", "collocation_scale")
         return PhysicsInformedMLP(cls(p), dt, integrator=_integrator(o), seed=o["seed"], **{k: o[k] for k in keys})
+    if name == "lagrangian":
+        field = LagrangianField(cls, hidden=o["hidden"], activation=o["activation"], coordinates=o["coordinates"],
+                                dissipation=o["dissipation"])
+        return ODEModel(field, _integrator(o), dt)
     raise AssertionError(name)  # pragma: no cover - names are checked by build
 
 
