@@ -13,6 +13,7 @@ from typing import Any
 
 from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
+from .deploy import export, load_exported, quantize
 from .integrators import (
     RK4,
     Adaptive,
@@ -68,6 +69,9 @@ __all__ = [
     "History",
     "save_checkpoint",
     "load_checkpoint",
+    "export",
+    "load_exported",
+    "quantize",
     *_LAZY,
 ]
 
