@@ -34,6 +34,7 @@ _LAZY = {
     "CEM": "physwm.control",
     "MPPI": "physwm.control",
     "run_episode": "physwm.control",
+    "learn_policy": "physwm.control",
     "planning_study": "physwm.control",
     "imagine": "physwm.control",
     "StudyConfig": "physwm.studies",

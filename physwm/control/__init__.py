@@ -4,7 +4,8 @@
   sampling for ensembles);
 * :mod:`.tasks`: a system's control tasks by name (:func:`get_task`);
 * :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`);
-* :mod:`.imagine`: virtual experience from a model (:func:`imagine`).
+* :mod:`.imagine`: virtual experience from a model (:func:`imagine`);
+* :mod:`.policy_learning`: a neural policy learned in imagination (:func:`learn_policy`; :mod:`.policy`).
 
 Example::
 
@@ -21,6 +22,8 @@ from ..envs import make_env
 from .episodes import Episode, PlanningStudy, check_model_fits_env, default_planner_options, planning_study, run_episode
 from .imagine import imagine
 from .planners import CEM, MPPI, PLANNERS, Planner, make_planner
+from .policy import FrozenPolicy, NeuralPolicy, ValueNetwork
+from .policy_learning import POLICY_METHODS, LearnedPolicy, learn_policy
 from .tasks import get_task, task_names
 
 __all__ = [
@@ -39,4 +42,10 @@ __all__ = [
     "default_planner_options",
     "check_model_fits_env",
     "imagine",
+    "learn_policy",
+    "LearnedPolicy",
+    "POLICY_METHODS",
+    "NeuralPolicy",
+    "FrozenPolicy",
+    "ValueNetwork",
 ]
