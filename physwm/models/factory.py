@@ -199,7 +199,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
             constants; ``node``: Neural ODE; ``hybrid``: the equations with learnable constants plus an
             acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
             theta_dot, force]``) with an APHYNITY penalty; ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
-            ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default).
+            ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default; ``gan``, ``pinn_mlp``, ``lagrangian``:
+            see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
             sizes, ``dt`` (the system's control period) and, for ``explicit``/``hybrid``, the equations and
             starting constants.
