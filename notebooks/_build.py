@@ -371,11 +371,165 @@ fig = plot.vector_field(gx, gy, true_f, learned, train=train.states[valid][:, [2
 """),
 ]
 
+OWN_SYSTEM = [
+    md("""
+# Your own system, in one file of code
+
+physwm's models, training, evaluation, figures and planning read a system's *description* and never name a
+system, so a system of your own works like the built-in ones. This notebook writes one, a pendulum with
+viscous damping and quadratic air drag driven by a torque, registers it, collects data from its own
+gymnasium environment, fits an explicit model, a hybrid and an MLP, saves and reloads a checkpoint, evaluates,
+plots with the system's own labels and plans with the reloaded model. The recipe is `docs/systems.md`.
+"""),
+    code("""
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import physwm
+from physwm import Constant, Parameters, Quantity, System, build, fit
+from physwm.control import default_planner_options, make_planner, run_episode
+from physwm.evaluate import evaluate
+from physwm.systems import Task
+
+torch.set_num_threads(1)  # tiny networks run fastest on one thread
+"""),
+    md("""
+## 1. Constants, equations, description
+
+The constants are a frozen dataclass (SI units; fields that may be learned are typed `Any`, they then hold
+tensors). The equations are one pure, batched torch function. The class describes the rest: the state and
+control entries with units (the figures' labels), which constants may be learned and at what scale, the
+environment's start box, torque bound and control task.
+"""),
+    code("""
+@dataclass(frozen=True)
+class DragPendulumParams(Parameters):
+    omega0: Any = 3.0  # natural frequency, rad/s
+    damping: Any = 0.0  # viscous damping rate, 1/s
+    drag: Any = 0.0  # quadratic air drag, 1/rad
+    inertia: float = 1.0  # kg m^2
+    dt: float = 0.05  # control period of the environment, s
+    max_torque: float = 10.0  # N m
+    positive_fields = ("omega0", "inertia", "dt", "max_torque")
+    nonnegative_fields = ("damping", "drag")
+
+
+def drag_pendulum(x, u, p):
+    \"\"\"dx/dt [..., 2] of x [..., 2] = (theta rad from hanging, theta_dot rad/s) under u [..., 1] (N m).\"\"\"
+    theta, theta_dot = x[..., 0], x[..., 1]
+    acc = -p.omega0**2 * torch.sin(theta) - p.damping * theta_dot - p.drag * theta_dot * theta_dot.abs()
+    return torch.stack((theta_dot, acc + u[..., 0] / p.inertia), dim=-1)
+
+
+def hold_cost(x, u):  # hold the pendulum at 1 rad
+    return (x[..., 0] - 1.0).square() + 0.1 * x[..., 1].square()
+
+
+def held(states):
+    return bool(np.abs(states[-20:, 0] - 1.0).max() < 0.05)
+
+
+class DragPendulum(System):
+    name = "drag_pendulum"
+    Params = DragPendulumParams
+    states = (Quantity("theta", "rad", "angle", "angle θ from hanging (rad)"),
+              Quantity("theta_dot", "rad/s", "angular_velocity", "angular velocity dθ/dt (rad/s)"))
+    controls = (Quantity("torque", "N m", "other", "torque (N m)"),)
+    position_index, velocity_index = (0,), (1,)
+    constants = {"omega0": Constant(3.0, floor=1e-3), "damping": Constant(0.1)}
+    identify = ("omega0", "damping")  # the drag is not in the model's equations: a hybrid's residual must learn it
+    env_id = "mine/DragPendulum-v0"
+    reset_low, reset_high = (-1.0, -1.0), (1.0, 1.0)
+    variants = {"nominal": DragPendulumParams(), "friction": DragPendulumParams(damping=0.3, drag=0.1)}
+    true_variant = "friction"  # the truth its environment simulates by default
+    dynamics = staticmethod(drag_pendulum)
+
+    @classmethod
+    def control_bounds(cls, params):
+        return np.array([-params.max_torque]), np.array([params.max_torque])
+
+    @classmethod
+    def tasks(cls, params=None):
+        return {"hold": Task("hold", hold_cost, 80, held, start_low=(-0.2, -0.2), start_high=(0.2, 0.2),
+                             horizon=15)}
+
+
+physwm.register_system(DragPendulum)  # checks the class, adds it to physwm.systems.SYSTEMS, makes its environment
+"""),
+    md("""
+## 2. Data from its environment
+
+`make_env(system=...)` gives the system's gymnasium environment with its true variant (damping and drag).
+Training data: small swings under random torques; an extrapolation set starts much faster.
+"""),
+    code("""
+env = physwm.envs.make_env(system="drag_pendulum", max_episode_steps=100)
+data = physwm.collect(env, "uniform", episodes=12, max_steps=80, seed=0, progress=False,
+                      start_low=(-1.0, -1.0), start_high=(1.0, 1.0))
+fast = physwm.collect(env, "uniform", episodes=4, max_steps=80, seed=1, progress=False,
+                      start_low=(-1.0, -8.0), start_high=(1.0, 8.0)).to(torch.float32)
+print(data.summary())
+train, val = data.to(torch.float32).split((0.8, 0.2), seed=0)
+"""),
+    md("""
+## 3. Fit, save, reload
+
+The physics-based models start from a wrong frequency and no friction. `constants_lr` gives the physical
+constants a learning rate of their own.
+"""),
+    code("""
+start = DragPendulumParams(omega0=2.5)
+models = {"explicit": build("explicit", start), "hybrid": build("hybrid", start), "mlp": build("mlp", DragPendulum)}
+for name, model in models.items():
+    history = fit(model, train, val, epochs=30, lr=3e-3, constants_lr=None if name == "mlp" else 0.03,
+                  progress=False)
+    print(f"{name:8s} best 10-step validation RMSE {history.best_val_error:.3g}")
+print("explicit:", models["explicit"].field.identified())
+print("hybrid:  ", models["hybrid"].field.physics.identified(), "(true omega0 3, damping 0.3)")
+path = physwm.save_checkpoint("hybrid.pt", models["hybrid"], overwrite=True)
+hybrid, _ = physwm.load_checkpoint(path)  # rebuilt from its build_spec: the system by its registered name
+"""),
+    md("""
+## 4. Evaluate and plot
+
+Rollout errors in units of each set's state spread; the figures carry the system's own labels.
+"""),
+    code("""
+truth = DragPendulum.variant("friction")
+for name, model in {**models, "hybrid (reloaded)": hybrid}.items():
+    m_val = evaluate(model, val, horizons=[20], true_params=truth)
+    m_fast = evaluate(model, fast, horizons=[20], true_params=truth)
+    print(f"{name:18s} rmse@20 validation {m_val['rmse@20']:.3f}, fast starts {m_fast['rmse@20']:.3f}")
+x0, u = fast.states[:1, 0], fast.controls[:1, :40]
+preds = {name: model.rollout(x0, u)[0].detach() for name, model in models.items()}
+fig = physwm.plot.phase_portrait(fast.states[0, :41], preds, system=DragPendulum, train=train.states,
+                                 title="a fast start, 40-step open-loop rollouts")
+"""),
+    md("""
+## 5. Plan with the reloaded model
+
+The system's own task (hold the pendulum at 1 rad) on its true environment, with CEM on the hybrid.
+"""),
+    code("""
+task = DragPendulum.tasks()["hold"]
+env = physwm.envs.make_env(system="drag_pendulum", task=task)
+planner = make_planner("cem", hybrid, task.cost, population=64, iterations=2, seed=0,
+                       **default_planner_options(env, task))
+episode = run_episode(planner, env, task, seed=0)
+print(episode.summary())
+fig = physwm.plot.episode_figure(episode)
+"""),
+]
+
 NOTEBOOKS = {
     "quickstart.ipynb": QUICKSTART,
     "hybrid_vs_implicit.ipynb": HYBRID,
     "extrapolation.ipynb": EXTRAPOLATION,
     "phase_portraits.ipynb": PHASE,
+    "own_system.ipynb": OWN_SYSTEM,
 }
 
 

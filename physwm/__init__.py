@@ -25,7 +25,20 @@ from .integrators import (
     get_integrator,
 )
 from .models import build
-from .systems import FRICTION_PARAMS, CartPole, CartPoleParams, Constant, Parameters, Quantity, System, VectorField
+from .systems import (  # issue 9: more systems, user systems
+    FRICTION_PARAMS,
+    Acrobot,
+    CartPole,
+    CartPoleParams,
+    Constant,
+    DampedPendulum,
+    Parameters,
+    Pendulum,
+    Quantity,
+    System,
+    VectorField,
+    register_system,
+)
 from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
 from .version import __version__
 
@@ -53,6 +66,10 @@ __all__ = [
     "CartPole",
     "CartPoleParams",
     "FRICTION_PARAMS",
+    "Pendulum",
+    "DampedPendulum",
+    "Acrobot",
+    "register_system",
     "Euler",
     "SemiImplicitEuler",
     "RK4",

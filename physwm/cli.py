@@ -372,6 +372,8 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="small version (one seed, small data): < 1 min")
+    p.add_argument("--systems", action="store_true", help="the study of the other built-in systems instead: "
+                   "APHYNITY's damped pendulum and a chaotic acrobot (physwm/studies/systems.json)")
     p.add_argument("--overwrite", action="store_true", help="start again, replacing an earlier study in --out")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -379,7 +381,8 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    res = _run_study_cli(_study_config(default_config(quick=args.quick), args.workers), args)
+    cfg = default_config(quick=args.quick, systems=args.systems)
+    res = _run_study_cli(_study_config(cfg, args.workers), args)
     _print_study(res)
     print(f"table: {res.out / 'results.md'}")
     print(f"figures: {res.out / 'figures'}")
@@ -426,7 +429,8 @@ def _plan_model(spec: str, env):
     if spec in ("explicit", "nominal"):
         info = env_info(env)
         system = info.system(info.params if spec == "explicit" else None)
-        return ODEModel(system, integrator="euler", dt=info.dt)
+        integrator = info.system.reference_integrator or info.system.env_integrator  # CartPole: Euler, as before
+        return ODEModel(system, integrator=integrator, dt=info.dt)
     path = Path(spec)
     if path.is_dir():
         path = path / "model.pt"

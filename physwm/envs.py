@@ -69,7 +69,16 @@ import torch
 from gymnasium import spaces
 
 from .integrators import ADAPTIVE_METHODS, Integrator, get_integrator
-from .systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, Task
+from .systems import (
+    BUILTIN_SYSTEMS,
+    DEFAULT_SYSTEM,
+    SYSTEMS,
+    Parameters,
+    System,
+    Task,
+    add_registration_hook,
+    get_system,
+)
 
 __all__ = [
     "SystemEnv",
@@ -83,12 +92,33 @@ __all__ = [
     "to_action",
     "make_env",
     "register_envs",
+    "register_env",
+    "env_ids",
+    "radius_start",
 ]
 
 ENV_ID = DEFAULT_SYSTEM.env_id
 FRICTION_PARAMS = DEFAULT_SYSTEM.variants["friction"]
 
-_RESET_OPTIONS = ("state", "low", "high")
+_RESET_OPTIONS = ("state", "low", "high", "radius")
+
+
+def radius_start(rng: np.random.Generator, n: int, radius: Any) -> np.ndarray:
+    """A start state ``[n]`` at a random distance ``r ~ U[radius[0], radius[1])`` from zero in a random direction:
+    the direction of a uniform point of ``[-1, 1]^n`` (APHYNITY's initial conditions, Yin et al. 2021).
+
+    Raises:
+        ValueError: ``radius`` is not two finite numbers ``0 <= low <= high``.
+    """
+    try:
+        lo, hi = (float(v) for v in radius)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"radius must be two numbers (low, high), got {radius!r}") from err
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+        raise ValueError(f"radius must be finite numbers 0 <= low <= high, got {radius!r}")
+    d = rng.random(n) * 2.0 - 1.0
+    r = rng.random() * (hi - lo) + lo
+    return d / np.sqrt((d**2).sum()) * r
 
 
 def _as_state_vector(value: Any, what: str, n: int) -> np.ndarray:
@@ -112,7 +142,9 @@ class SystemEnv(gymnasium.Env):
     Subclasses set ``system``. Args:
         params: physical constants (the system's default by default). Learnable (tensor) values are
             detached to floats.
-        integrator: integrator name or :class:`~physwm.integrators.Integrator` instance.
+        integrator: integrator name or :class:`~physwm.integrators.Integrator` instance (default: the
+            system's ``env_integrator``: ``"rk4"`` for CartPole, the discretisations of Pendulum-v1 and
+            Acrobot-v1 for theirs).
         substeps: sub-steps per control period for a named fixed-step integrator; ``None``: the
             system's choice. Must be left ``None`` when ``integrator`` is an instance (set it on the
             instance) and 1 or ``None`` for adaptive integrators.
@@ -130,7 +162,7 @@ class SystemEnv(gymnasium.Env):
     def __init__(
         self,
         params: Parameters | None = None,
-        integrator: str | Integrator = "rk4",
+        integrator: str | Integrator | None = None,
         substeps: int | None = None,
         terminate: bool = True,
         render_mode: str | None = None,
@@ -164,6 +196,8 @@ class SystemEnv(gymnasium.Env):
                     "substeps is set on the Integrator instance itself; pass substeps only with an integrator name"
                 )
             return integrator
+        if integrator is None:
+            integrator = self.system.env_integrator
         if not isinstance(integrator, str):
             raise TypeError(f"integrator must be a name or an Integrator, got {type(integrator).__name__}")
         key = integrator.lower().replace("-", "_").replace(" ", "_")
@@ -184,9 +218,11 @@ class SystemEnv(gymnasium.Env):
         if unknown:
             raise ValueError(f"unknown reset options {unknown}; valid: {list(_RESET_OPTIONS)}")
         names = "[" + ", ".join(q.name for q in self.system.states) + "]"
-        if "state" in options:
-            if "low" in options or "high" in options:
-                raise ValueError("reset options: give either 'state' or 'low'/'high', not both")
+        if sum(("state" in options, "low" in options or "high" in options, "radius" in options)) > 1:
+            raise ValueError("reset options: give either 'state', 'low'/'high' or 'radius', not several")
+        if "radius" in options:
+            state = radius_start(self.np_random, n, options["radius"])
+        elif "state" in options:
             if np.ndim(options["state"]) == 0:
                 raise ValueError(f"reset option 'state' must have shape ({n},) = {names}")
             state = _as_state_vector(options["state"], f"reset option 'state' {names}", n)
@@ -274,24 +310,55 @@ def env_class(system: type[System]) -> type[SystemEnv]:
                                                           "__doc__": f"``{system.env_id}``: {SystemEnv.__doc__}"})
 
 
-#: Environment classes of the built-in systems, by system name (also module attributes: ``CartPoleEnv``).
-ENV_CLASSES: dict[str, type[SystemEnv]] = {name: env_class(cls) for name, cls in SYSTEMS.items() if cls.env_id}
+#: Environment classes of the registered systems, by system name (the built-in ones are also module
+#: attributes: ``CartPoleEnv``, ``PendulumEnv``, ...).
+ENV_CLASSES: dict[str, type[SystemEnv]] = {name: env_class(SYSTEMS[name]) for name in BUILTIN_SYSTEMS
+                                           if SYSTEMS[name].env_id}  # fmt: skip
 globals().update({c.__name__: c for c in ENV_CLASSES.values()})
-#: Every environment id physwm works with: its own and the gymnasium environments its systems reproduce.
+#: The environment ids of the built-in systems: their own and the gymnasium environments they reproduce
+#: (see :func:`env_ids` for those of registered user systems too).
 ENV_IDS: tuple[str, ...] = tuple(
-    i for cls in SYSTEMS.values() for i in (cls.reference_env_id, cls.env_id) if i is not None
+    i for name in BUILTIN_SYSTEMS for i in (SYSTEMS[name].reference_env_id, SYSTEMS[name].env_id) if i is not None
 )
 
 
+def register_env(system: type[System]) -> None:
+    """Make a system's environment class (:func:`env_class`) and register it with gymnasium as ``system.env_id``
+    (time limit 500 steps); nothing for a system without ``env_id``. Called for every system
+    :func:`physwm.systems.register_system` registers; a re-registered system's environment is replaced.
+
+    Raises:
+        ValueError: ``env_id`` belongs to a gymnasium environment physwm did not register.
+    """
+    if system.env_id is None:
+        return
+    old = ENV_CLASSES.get(system.name)
+    spec = gymnasium.registry.get(system.env_id)
+    if spec is not None and (old is None or spec.entry_point not in (old, f"{__name__}:{old.__name__}")):
+        raise ValueError(f"{system.__name__}.env_id {system.env_id!r} is already a gymnasium environment "
+                         f"({spec.entry_point}); choose another id")
+    env_cls = ENV_CLASSES[system.name] = env_class(system)
+    if spec is not None:
+        del gymnasium.registry[system.env_id]
+    builtin = system.name in BUILTIN_SYSTEMS
+    entry = f"{__name__}:{env_cls.__name__}" if builtin else env_cls
+    gymnasium.register(id=system.env_id, entry_point=entry, max_episode_steps=500)
+
+
 def register_envs() -> None:
-    """Register every built-in system's environment with gymnasium (idempotent; done on ``import physwm``)."""
-    for name, env_cls in ENV_CLASSES.items():
-        env_id = SYSTEMS[name].env_id
-        if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=f"{__name__}:{env_cls.__name__}", max_episode_steps=500)
+    """Register every registered system's environment with gymnasium (idempotent; done on ``import physwm``)."""
+    for cls in list(SYSTEMS.values()):
+        if cls.env_id is not None and cls.env_id not in gymnasium.registry:
+            register_env(cls)
+
+
+def env_ids() -> tuple[str, ...]:
+    """Every environment id physwm works with now: :data:`ENV_IDS` and those of registered user systems."""
+    return tuple(i for cls in SYSTEMS.values() for i in (cls.reference_env_id, cls.env_id) if i is not None)
 
 
 register_envs()
+add_registration_hook(register_env)
 
 
 # --- what callers of an environment need ------------------------------------------------------------
@@ -334,15 +401,14 @@ def env_info(env: gymnasium.Env) -> EnvInfo:
         cls, params = base.system, base.params
     else:
         matches = [c for c in SYSTEMS.values() if c.reference_env_id is not None and c.reference_env_id == env_id]
-        if not matches or not hasattr(base, "state"):
-            known = list(ENV_IDS)
+        if not matches:
+            known = list(env_ids())
             raise ValueError(
                 f"physwm does not know the environment {env_id} ({type(base).__name__}); it works with {known} "
                 "and physwm environments of user systems, which expose the exact state as env.unwrapped.state"
             )
         cls = matches[0]
-        names = [f for f in cls.Params().to_dict() if hasattr(base, f)]
-        params = cls.Params.from_dict({f: float(getattr(base, f)) for f in names})
+        params = cls.reference_params(base)
     levels = None
     if isinstance(env.action_space, spaces.Discrete):
         levels = cls.action_levels(params)
@@ -361,7 +427,8 @@ def to_action(info: EnvInfo, control: Any) -> tuple[Any, np.ndarray]:
     """The action an environment takes for ``control [m]``, and the control that action applies.
 
     Discrete environments take the action of the nearest level (ties to the higher level: CartPole-v1
-    pushes right for ``u >= 0``); continuous ones the control itself (as float32; the environment clips it).
+    pushes right for ``u >= 0``); continuous ones the control itself as float32 (their action space's dtype;
+    the applied control returned is that float32 value, clipped to the bounds as the environment does).
     """
     u = np.asarray(control, dtype=np.float64).reshape(-1)
     if info.levels is not None:
@@ -369,7 +436,8 @@ def to_action(info: EnvInfo, control: Any) -> tuple[Any, np.ndarray]:
         dist = np.abs(levels - u[0])
         action = int(np.flatnonzero(dist == dist.min())[-1])
         return action, np.array([levels[action]])
-    return u.astype(np.float32), np.clip(u, info.low, info.high)
+    action = u.astype(np.float32)
+    return action, np.clip(action.astype(np.float64), info.low, info.high)
 
 
 def make_env(
@@ -396,10 +464,12 @@ def make_env(
         ValueError: an unknown environment, or a task it cannot run (gymnasium's CartPole-v1 terminates at
             12 degrees, so it only fits the balance task).
     """
-    cls = next((c for c in SYSTEMS.values() if env_id in (c.env_id, c.reference_env_id)), None)
+    cls = None if env_id is None else next(
+        (c for c in SYSTEMS.values() if env_id in (c.env_id, c.reference_env_id)), None
+    )
     if env_id is not None and cls is None:
-        raise ValueError(f"unknown environment {env_id!r}; valid: {list(ENV_IDS)}")
-    cls = cls or (system if isinstance(system, type) else type(system))
+        raise ValueError(f"unknown environment {env_id!r}; valid: {list(env_ids())}")
+    cls = cls or get_system(system)
     env_id = env_id or cls.env_id
     t = cls.tasks()[task] if isinstance(task, str) and task in cls.tasks() else task
     if isinstance(task, str) and not isinstance(t, Task):
@@ -407,8 +477,8 @@ def make_env(
     if env_id == cls.reference_env_id:
         if t is not None and not t.terminate:
             raise ValueError(
-                f"{env_id} ends episodes at its own termination rule and only fits the balance task (tasks with "
-                f"termination), not {t.name!r}; use {cls.env_id} (terminate=False)"
+                f"{env_id} ends episodes at its own termination rule and only fits tasks with termination (CartPole: "
+                f"balance), not {t.name!r}; use {cls.env_id} (terminate=False)"
             )
         if params is not None:
             raise ValueError(f"params only apply to {cls.env_id}")

@@ -48,8 +48,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
         raise IsADirectoryError(f"{path} is a directory, not a file")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except PermissionError as err:
+        raise PermissionError(f"cannot write {path}: no permission to create files in {path.parent}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -143,4 +146,4 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     try:
         return from_json_value(json.loads(path.read_text(encoding="utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a valid {what} (corrupt or truncated?): {err}") from err
+        raise ValueError(f"{path} is not valid JSON (a {what}: corrupt or truncated?): {err}") from err

@@ -193,7 +193,7 @@ def test_bad_planner_arguments_are_clear_errors():
         get_task("juggle")
     with pytest.raises(ValueError, match="unknown environment"):
         make_env("MountainCar-v0")
-    with pytest.raises(ValueError, match="only fits the balance task"):
+    with pytest.raises(ValueError, match="only fits tasks with termination"):
         make_env("CartPole-v1", "swingup")
     p = CEM(model, balance_cost, bounds=(-10, 10), population=10, horizon=5)
     with pytest.raises(ValueError, match="state must have 4 entries"):

@@ -288,7 +288,7 @@ def test_progress_bar_can_be_silenced(capsys):
 
 
 def test_make_policy_and_collect_errors():
-    with pytest.raises(ValueError, match=r"unknown policy 'greedy'; valid: \['lqr', 'random', 'uniform'\]"):
+    with pytest.raises(ValueError, match=r"unknown policy 'greedy'; valid: \['lqr', 'none', 'random', 'uniform'\]"):
         make_policy("greedy")
     with pytest.raises(ValueError, match="episodes"):
         collect(gym.make("CartPole-v1"), "random", 0, 5, seed=0, progress=False)

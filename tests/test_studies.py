@@ -176,13 +176,13 @@ def test_a_different_study_in_the_same_directory_is_refused(study_dir, tmp_path)
 def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_default(quick=False):
-        seen["quick"] = quick
+    def fake_default(quick=False, systems=False):
+        seen["quick"], seen["systems"] = quick, systems
         return tiny_config(data_efficiency=None, figures=False)
 
     monkeypatch.setattr(physwm.cli, "default_config", fake_default)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-progress"]) == 0
-    assert seen == {"quick": True}
+    assert seen == {"quick": True, "systems": False}
     printed = capsys.readouterr().out
     assert "table: " in printed and (tmp_path / "demo" / "results.md").is_file()
 
@@ -291,3 +291,33 @@ def test_worker_processes_give_the_same_results(study_dir, tmp_path):
         a = json.loads((out / f"runs/tiny/{model}/n200_s0.json").read_text())["splits"]
         b = json.loads((tmp_path / f"par/runs/tiny/{model}/n200_s0.json").read_text())["splits"]
         assert a == b
+
+
+def test_systems_study_configs_and_a_tiny_run_on_pendulum_and_acrobot(tmp_path):
+    full, quick = default_config(systems=True), default_config(quick=True, systems=True)
+    pend = full.task("pendulum")
+    assert pend.system == "damped_pendulum" and pend.train.episodes == 25 and pend.tests[0].episodes == 25
+    assert pend.train.start_radius == [1.3, 2.3] and pend.train.max_steps == 39  # 40 states every 0.5 s
+    assert pend.true_params().alpha == 0.2 and pend.true_params().omega0 == pytest.approx(2 * math.pi / 6)
+    assert full.task("acrobot").lyapunov and quick.train_transitions < full.train_transitions
+    # a tiny version of it, in this process: every split collected, Lyapunov times reported for the acrobot
+    tasks = []
+    for t in quick.tasks:
+        tests = [SplitConfig(**{**s.__dict__, "episodes": 1, "max_steps": min(s.max_steps, 12),
+                                "horizons": [1, 10]}) for s in t.tests[:2]]  # fmt: skip
+        train = SplitConfig(**{**t.train.__dict__, "episodes": 3, "max_steps": 12})
+        tasks.append(TaskConfig(**{**t.__dict__, "train": train, "tests": tests, "val": None}))
+    cfg = StudyConfig(name="tiny systems", tasks=tasks, models=[ModelConfig("explicit"), ModelConfig("mlp")],
+                      seeds=[0], train_transitions=30, headline=HeadlineConfig(task="pendulum", horizon=10),
+                      horizons=[1, 10], max_windows=4, fit=STUDY_FIT.replace(steps=4, epochs=2, val_max_windows=4),
+                      workers=1, figures=False).validate()  # fmt: skip
+    res = run_study(cfg, tmp_path / "sys", progress=False)
+    assert res.runs_total == 4
+    run = json.loads((tmp_path / "sys" / "runs" / "acrobot" / "mlp" / "n30_s0.json").read_text())
+    split = run["splits"]["in_dist"]
+    assert split["lyapunov_exponent"] > 0 and split["vpt_lyapunov"] == pytest.approx(
+        split["vpt_s"] * split["lyapunov_exponent"])
+    pend_run = json.loads((tmp_path / "sys" / "runs" / "pendulum" / "explicit" / "n30_s0.json").read_text())
+    assert "lyapunov_exponent" not in pend_run["splits"]["in_dist"]
+    assert set(pend_run["identified"]) == {"omega0", "alpha"}
+    assert "Valid prediction time in Lyapunov times" in (tmp_path / "sys" / "results.md").read_text()

@@ -41,7 +41,8 @@ class Episode:
         plan_times: ``[T]`` wall-clock planning time per step, s.
         dt: control period, s.
         success: whether the task's success criterion holds.
-        terminated: whether the environment terminated the episode (fell / left the track).
+        terminated: whether the environment terminated the episode (CartPole: fell / left the track;
+            Acrobot-v1: reached the goal, see :attr:`~physwm.systems.Task.terminal_success`).
         env_id, task, seed: what was run.
         model: a name for the model (free text).
         system: the name of the environment's system (for labels); "" if unknown.
@@ -168,7 +169,10 @@ def run_episode(
             break
     bar.close()
     S = np.stack(states)
-    success = (not terminated) and len(controls) >= steps and bool(t.success(S))
+    if terminated:  # the environment ended the episode: the goal (Acrobot-v1) or a failure (CartPole-v1)
+        success = t.terminal_success and bool(t.success(S))
+    else:
+        success = len(controls) >= steps and bool(t.success(S))
     return Episode(
         states=S, controls=np.asarray(controls, dtype=np.float64).reshape(-1, m), rewards=np.asarray(rewards),
         plan_times=np.asarray(times), dt=dt, success=success, terminated=bool(terminated), env_id=env_id,

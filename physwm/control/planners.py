@@ -37,6 +37,7 @@ import torch
 from ..checks import finite_float, module_dtype_device, positive_int
 from ..integrators import compiled_rollout
 from ..models import ODEModel, WorldModel
+from ..models.base import quiet_rollout
 
 __all__ = ["Planner", "CEM", "MPPI", "PLANNERS", "make_planner", "Cost", "TerminalCost"]
 
@@ -251,11 +252,13 @@ class Planner:
                 if ks.numel() == 0:
                     continue
                 ue = u[:, ks].reshape(P * ks.numel(), *controls.shape[1:])
-                states = member.rollout(x0.expand(ue.shape[0], -1), ue)
+                states = quiet_rollout(member, x0.expand(ue.shape[0], -1), ue)
                 costs[:, ks] = self._sequence_cost(states, ue).reshape(P, ks.numel())
             return costs.mean(1)
-        rollout = self.model.rollout if self._rollout is None else self._rollout
-        states = rollout(x0.expand(P, -1), controls)
+        if self._rollout is None:  # divergent candidates are ranked by the nonfinite policy, not warned about
+            states = quiet_rollout(self.model, x0.expand(P, -1), controls)
+        else:
+            states = self._rollout(x0.expand(P, -1), controls)
         return self._sequence_cost(states, controls)
 
     def _checked_costs(self, costs: torch.Tensor, iteration: int) -> torch.Tensor:

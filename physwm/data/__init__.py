@@ -7,7 +7,7 @@
 """
 
 from .collect import collect
-from .policies import POLICIES, LQRPolicy, Policy, RandomPolicy, UniformPolicy, make_policy
+from .policies import POLICIES, LQRPolicy, NoControl, Policy, RandomPolicy, UniformPolicy, make_policy
 from .trajectories import SCHEMA_VERSION, EpisodeData, Trajectories, windows
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "UniformPolicy",
     "LQRPolicy",
     "POLICIES",
+    "NoControl",
     "SCHEMA_VERSION",
 ]

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checks import nonnegative_int, positive_int
-from ..envs import SystemEnv, env_info, to_action
+from ..envs import SystemEnv, env_info, radius_start, to_action
 from ..version import __version__
 from .policies import POLICIES, Policy, make_policy
 from .trajectories import Trajectories
@@ -67,6 +67,8 @@ def collect(
     start_low: float | Sequence[float] | None = None,
     start_high: float | Sequence[float] | None = None,
     progress: bool = True,
+    *,
+    start_radius: Sequence[float] | None = None,
 ) -> Trajectories:
     """Run ``policy`` in an environment and record exact states and applied controls.
 
@@ -87,6 +89,8 @@ def collect(
             given to physwm envs as ``reset(options={"state": ...})`` and written to
             ``env.unwrapped.state`` after reset for gymnasium's own environments. Default: the env's reset.
         progress: show a tqdm progress bar over episodes.
+        start_radius: instead of a box, start states at a random distance ``U[low, high)`` from zero in a
+            random direction (``(low, high)``; APHYNITY's initial conditions, see :func:`physwm.envs.radius_start`).
 
     Returns:
         float64 :class:`Trajectories` with ``states [N, T+1, n]`` (``env.unwrapped.state``),
@@ -102,6 +106,10 @@ def collect(
     n, m = info.state_dim, info.control_dim
     if (start_low is None) != (start_high is None):
         raise ValueError("give both start_low and start_high, or neither")
+    if start_radius is not None and start_low is not None:
+        raise ValueError("give start_low/start_high or start_radius, not both")
+    if start_radius is not None:
+        radius_start(np.random.default_rng(0), n, start_radius)  # checks the radius before any work
     box = None
     if start_low is not None:
         box = (_box(start_low, "start_low", n), _box(start_high, "start_high", n))
@@ -131,7 +139,10 @@ def collect(
     bar = tqdm(range(episodes), desc="collect", unit="ep", disable=not progress)
     for ep in bar:
         reset_seed = env_seed if ep == 0 else None
-        start = None if box is None else start_rng.uniform(box[0], box[1])
+        if start_radius is not None:
+            start = radius_start(start_rng, n, start_radius)
+        else:
+            start = None if box is None else start_rng.uniform(box[0], box[1])
         if start is not None and physwm_env:
             env.reset(seed=reset_seed, options={"state": start})
         else:
@@ -171,6 +182,8 @@ def collect(
         "start_high": None if box is None else box[1].tolist(),
         "physwm_version": __version__,
     }
+    if start_radius is not None:
+        meta["start_radius"] = [float(v) for v in start_radius]
     return Trajectories(
         torch.from_numpy(states), torch.from_numpy(controls), torch.from_numpy(lengths), dt=info.dt, meta=meta
     )

@@ -15,7 +15,7 @@ import numpy as np
 from ..checks import finite_float
 from ..systems import System, get_system, lqr, wrap_angle
 
-__all__ = ["as_system", "Policy", "RandomPolicy", "UniformPolicy", "LQRPolicy", "POLICIES", "make_policy"]
+__all__ = ["as_system", "Policy", "NoControl", "RandomPolicy", "UniformPolicy", "LQRPolicy", "POLICIES", "make_policy"]
 
 
 def as_system(system: Any) -> System:
@@ -53,8 +53,24 @@ def _bound(force_mag: float | None) -> float:
     return force_mag
 
 
+class NoControl(Policy):
+    """The policy of an autonomous system (no control): returns the empty control ``[0]`` every step."""
+
+    name = "none"
+
+    def bind(self, system: Any) -> NoControl:
+        system = as_system(system)
+        if type(system).control_dim:
+            raise ValueError(f"the 'none' policy is for autonomous systems; {type(system).__name__} has a control")
+        return self
+
+    def __call__(self, state, rng):
+        return np.zeros(0)
+
+
 class RandomPolicy(Policy):
-    """Gymnasium's random discrete policy: ``+force_mag`` or ``-force_mag`` with equal probability.
+    """Gymnasium's random discrete policy: ``+force_mag`` or ``-force_mag`` with equal probability (each entry of
+    the control, for the first; a system without control gets :class:`NoControl`).
 
     Args:
         force_mag: control magnitude (N for CartPole); ``None`` takes the bound of the system's control.
@@ -65,10 +81,12 @@ class RandomPolicy(Policy):
     def __init__(self, force_mag: float | None = None):
         self.force_mag = finite_float(force_mag, "force_mag", positive=True, allow_none=True)
 
-    def bind(self, system: Any) -> RandomPolicy:
+    def bind(self, system: Any) -> Policy:
+        system = as_system(system)
+        if type(system).control_dim == 0:
+            return NoControl()  # an autonomous system: nothing to randomise
         if self.force_mag is not None:
             return self
-        system = as_system(system)
         low, high = type(system).control_bounds(system.params)
         bound = float(np.min(np.minimum(-low, high)))
         if not np.isfinite(bound):
@@ -144,6 +162,8 @@ class LQRPolicy(Policy):
 
     def _design(self, system: System) -> None:
         cls = type(system)
+        if cls.control_dim == 0:
+            raise ValueError(f"{cls.__name__} is autonomous (no control): there is no LQR controller to design")
         field = cls(cls.Params.from_dict(system.params.to_dict()))  # plain floats, no learnable parameters
         self.Q = self._weights(cls)
         design = lqr(field, cls.control_period(field.params), self.Q, self.R * np.eye(cls.control_dim))
@@ -178,11 +198,13 @@ class LQRPolicy(Policy):
         }
 
 
-POLICIES: dict[str, type[Policy]] = {"random": RandomPolicy, "uniform": UniformPolicy, "lqr": LQRPolicy}
+POLICIES: dict[str, type[Policy]] = {"random": RandomPolicy, "uniform": UniformPolicy, "lqr": LQRPolicy,
+                                     "none": NoControl}  # fmt: skip
 
 
 def make_policy(name: str, **kwargs: Any) -> Policy:
-    """Build a policy by name: ``"random"``, ``"uniform"`` or ``"lqr"`` (kwargs go to its class).
+    """Build a policy by name: ``"random"``, ``"uniform"``, ``"lqr"`` or ``"none"`` (kwargs go to its class;
+    ``random`` and ``uniform`` become ``none`` on an autonomous system).
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.

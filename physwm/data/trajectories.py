@@ -54,7 +54,8 @@ def windows(
     ws = states.unfold(1, horizon + 1, 1).permute(0, 1, 3, 2)  # [N, T-H+1, H+1, n]
     wc = controls.unfold(1, horizon, 1).permute(0, 1, 3, 2)[:, : ws.shape[1]]  # [N, T-H+1, H, m]
     if lengths is None:
-        return ws.reshape(-1, horizon + 1, n).contiguous(), wc.reshape(-1, horizon, m).contiguous()
+        W = ws.shape[0] * ws.shape[1]  # explicit: a -1 is ambiguous for controls of width m = 0
+        return ws.reshape(W, horizon + 1, n).contiguous(), wc.reshape(W, horizon, m).contiguous()
     start = torch.arange(ws.shape[1])
     valid = (start[None, :] + horizon <= lengths.cpu()[:, None].clamp(max=T)).to(states.device)
     return ws[valid].contiguous(), wc[valid].contiguous()
@@ -65,7 +66,8 @@ class Trajectories:
 
     Args:
         states: ``[N, T+1, n]`` float tensor (numpy arrays are converted, dtype kept), physical units.
-        controls: ``[N, T, m]`` controls held over each step (forces in N), same dtype and device.
+        controls: ``[N, T, m]`` controls held over each step (forces in N), same dtype and device;
+            ``m = 0`` (or ``None``, read as ``[N, T, 0]``) for an autonomous system.
         lengths: int ``[N]``, valid transitions per episode, each in ``[0, T]`` (default: all ``T``).
             Episode ``i`` is ``states[i, :lengths[i] + 1]``, ``controls[i, :lengths[i]]``; entries
             beyond are padding (NaN from :func:`collect`) and are never used.
@@ -81,13 +83,13 @@ class Trajectories:
     def __init__(
         self,
         states: torch.Tensor | np.ndarray,
-        controls: torch.Tensor | np.ndarray,
+        controls: torch.Tensor | np.ndarray | None,
         lengths: torch.Tensor | np.ndarray | Sequence[int] | None = None,
         dt: float = 0.02,
         meta: dict | None = None,
     ):
         states = _as_tensor(states, "states")
-        controls = _as_tensor(controls, "controls")
+        controls = _no_controls(states) if controls is None else _as_tensor(controls, "controls")
         if states.ndim != 3:
             raise ValueError(f"states must have shape [N, T+1, n], got {tuple(states.shape)}")
         if controls.ndim != 3:
@@ -104,9 +106,9 @@ class Trajectories:
             raise ValueError(
                 f"states [N, T+1, n] and controls [N, T, m] disagree: {tuple(states.shape)} vs {tuple(controls.shape)}"
             )
-        if controls.shape[1] < 1 or states.shape[2] < 1 or controls.shape[2] < 1:
+        if controls.shape[1] < 1 or states.shape[2] < 1:
             raise ValueError(
-                f"need T >= 1 steps and non-empty state/control dims, got states {tuple(states.shape)}, "
+                f"need T >= 1 steps and a non-empty state, got states {tuple(states.shape)}, "
                 f"controls {tuple(controls.shape)}"
             )
         T = controls.shape[1]
@@ -423,6 +425,13 @@ class Trajectories:
         return "\n".join(lines)
 
 
+def _no_controls(states: torch.Tensor) -> torch.Tensor:
+    """The controls ``[N, T, 0]`` of an autonomous system's ``states [N, T+1, n]``."""
+    if states.ndim != 3:
+        raise ValueError(f"states must have shape [N, T+1, n], got {tuple(states.shape)}")
+    return states.new_zeros((states.shape[0], max(states.shape[1] - 1, 0), 0))
+
+
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
@@ -437,7 +446,8 @@ class EpisodeData:
 
     Args:
         data: a :class:`Trajectories`, or a dict ``{"states": [N, T+1, n], "controls": [N, T, m]}`` with
-            optional ``"lengths": [N]`` valid transitions per NaN-padded episode.
+            optional ``"lengths": [N]`` valid transitions per NaN-padded episode (``"controls"`` may be
+            missing or ``None`` for an autonomous system).
         name: what the data is called in error messages (``"train"``, ``"val"``).
         state_dim, control_dim: the model's sizes, which the data must have.
         owner: the model's class name, for error messages.
@@ -456,13 +466,15 @@ class EpisodeData:
     ):  # fmt: skip
         self.name = name
         if isinstance(data, Mapping):
-            if "states" not in data or "controls" not in data:
+            if "states" not in data or ("controls" not in data and control_dim > 0):
                 raise ValueError(
                     f"{name} data as a dict needs 'states' [N, T+1, n] and 'controls' [N, T, m], "
                     f"got keys {sorted(data)}"
                 )
             self.source = None
-            states, controls, lengths = data["states"], data["controls"], data.get("lengths")
+            states, controls, lengths = data["states"], data.get("controls"), data.get("lengths")
+            if controls is None:
+                controls = _no_controls(_as_tensor(states, f"{name} states"))
             self.dt = data.get("dt")
         elif isinstance(data, Trajectories):
             self.source = data

@@ -24,9 +24,11 @@ Conventions
   are computed in float64.
 
 Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration), :mod:`.model`
-(model-level evaluation).
+(model-level evaluation), :mod:`.chaos` (a known system's Lyapunov exponent along data, the unit of valid
+prediction times on chaotic systems).
 """
 
+from .chaos import lyapunov_exponent
 from .metrics import (
     DEFAULT_HORIZONS,
     DEFAULT_VPT_THRESHOLD,
@@ -76,4 +78,5 @@ __all__ = [
     "predictive_distribution",
     "uncertainty_metrics",
     "evaluate",
+    "lyapunov_exponent",
 ]

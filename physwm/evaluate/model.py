@@ -11,6 +11,7 @@ import torch
 
 from ..checks import module_dtype_device, positive_int
 from ..data import Trajectories
+from ..models.base import quiet_rollout
 from .metrics import (
     DEFAULT_HORIZONS,
     DEFAULT_VPT_THRESHOLD,
@@ -27,6 +28,7 @@ from .metrics import (
 from .uncertainty import DEFAULT_LEVELS, calibration_error, gaussian_nll, interval_coverage
 
 __all__ = [
+    "check_data_dt",
     "eval_windows",
     "rollout_predictions",
     "windows_rmse",
@@ -90,6 +92,18 @@ def eval_windows(data: Any, horizon: int, max_windows: int | None = 64, seed: in
     return {"states": s, "controls": c}
 
 
+def check_data_dt(model: Any, data: Any) -> None:
+    """ValueError if ``data`` records a control period (a Trajectories' ``dt``) other than the model's ``dt``."""
+    data_dt, model_dt = getattr(data, "dt", None), getattr(model, "dt", None)
+    if data_dt is None or model_dt is None:
+        return
+    if abs(float(data_dt) - float(model_dt)) > 1e-9 * max(1.0, float(model_dt)):
+        raise ValueError(
+            f"the data was recorded every {float(data_dt)} s but {type(model).__name__} steps "
+            f"dt = {float(model_dt)} s; evaluate a model built for the data's dt"
+        )
+
+
 def _check_model_data(model: Any, states: torch.Tensor, controls: torch.Tensor) -> None:
     n, m = getattr(model, "state_dim", None), getattr(model, "control_dim", None)
     if n is None or m is None:
@@ -125,7 +139,7 @@ def rollout_predictions(model: Any, batch: Mapping[str, torch.Tensor], chunk: in
         for i in range(0, s.shape[0], chunk):
             x0 = s[i : i + chunk, 0].to(dtype=dtype, device=device)
             u = c[i : i + chunk].to(dtype=dtype, device=device)
-            outs.append(model.rollout(x0, u).cpu())
+            outs.append(quiet_rollout(model, x0, u).cpu())
         return torch.cat(outs, 0)
     finally:
         model.train(was_training)
@@ -145,7 +159,7 @@ def windows_rmse(
     sq_sum, count = 0.0, 0
     for i in range(0, states.shape[0], chunk):
         s, c = states[i : i + chunk], controls[i : i + chunk]
-        pred = model.rollout(s[:, 0], c)[:, 1:]
+        pred = quiet_rollout(model, s[:, 0], c)[:, 1:]
         sq = squared_error(pred, s[:, 1:], scale)
         sq_sum += float(sq.sum())
         count += sq.numel()
@@ -164,6 +178,7 @@ def rollout_rmse(
         scale: unit per dimension; default: :func:`state_scale` of ``data``.
         max_windows, seed: the windows drawn (see :func:`eval_windows`).
     """
+    check_data_dt(model, data)
     if scale is None:
         scale = state_scale(data) if not isinstance(data, Mapping) else state_scale(data["states"])
     w = eval_windows(data, horizon, max_windows=max_windows, seed=seed)
@@ -201,6 +216,7 @@ def one_step_errors(
     Returns:
         ``{"mse": [n] physical units^2, "mse_norm": [n] in units of scale^2}`` (float64).
     """
+    check_data_dt(model, data)
     w = eval_windows(data, 1, max_windows=max_windows, seed=seed)
     pred = rollout_predictions(model, w)
     true = w["states"]
@@ -311,6 +327,7 @@ def evaluate(
         energy_fn: energy of the true system, ``[..., n] -> [...]`` J.
         true_params: the true system's constants (for the parameter error).
     """
+    check_data_dt(model, data)
     hs = sorted({int(h) for h in horizons})
     if not hs or hs[0] < 1:
         raise ValueError(f"horizons must be positive steps, got {list(horizons)}")

@@ -19,16 +19,21 @@ controls and the parameters (a :class:`~physwm.models.NeuralField` folds its nor
 first and last layers and computes its first layer's control term for all ``T`` periods in one matrix
 product). The controls are handed to it in the state's dtype; its input checks are done once, by
 ``rollout``. Fields without it are called as ``field(x, u[:, t])``.
+
+A field with a ``constrain`` projection (see :class:`~physwm.systems.VectorField`: a speed limit, wrapped
+angles) has it applied after every (sub-)step.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField, check_state_control
 
-__all__ = ["Integrator", "check_rollout_args", "all_finite"]
+__all__ = ["Integrator", "check_rollout_args", "all_finite", "DivergenceWarning", "report_divergence"]
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -38,6 +43,26 @@ def all_finite(t: torch.Tensor) -> bool:
     if not t.is_floating_point():
         return True
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A rollout's prediction became NaN or inf (the values are kept, so metrics can score the divergence)."""
+
+
+def report_divergence(states: torch.Tensor, owner: str) -> None:
+    """Warn (:class:`DivergenceWarning`) if ``states [B, T+1, n]`` hold NaN/inf, naming the first step where a
+    trajectory diverged and how many did."""
+    if all_finite(states):
+        return
+    bad = ~torch.isfinite(states).all(-1)  # [B, T+1]
+    rows = bad.any(1)
+    first = int(bad[rows].float().argmax(1).min())
+    warnings.warn(
+        f"{owner}: the rollout of {int(rows.sum())} of {states.shape[0]} trajectories became NaN/inf, the first at "
+        f"step {first} of {states.shape[1] - 1}",
+        DivergenceWarning,
+        stacklevel=3,
+    )
 
 
 def check_rollout_args(field: VectorField, x0: torch.Tensor, u: torch.Tensor) -> None:
@@ -63,13 +88,14 @@ class _BoundField:
     ``fn``. Carries the field's sizes and position/velocity indices (semi-implicit Euler needs them).
     """
 
-    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index")
+    __slots__ = ("fn", "t", "state_dim", "control_dim", "position_index", "velocity_index", "constrain")
 
     def __init__(self, field: VectorField, fn):
         self.fn, self.t = fn, 0
         self.state_dim, self.control_dim = field.state_dim, field.control_dim
         self.position_index = getattr(field, "position_index", None)
         self.velocity_index = getattr(field, "velocity_index", None)
+        self.constrain = getattr(field, "constrain", None)
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.fn(x, self.t)
@@ -99,21 +125,36 @@ class Integrator:
         dt = check_dt(dt)
         self.check_field(field)
         check_state_control(x, u, field.state_dim, field.control_dim)
+        if not all_finite(x):
+            raise ValueError("x contains NaN or inf")
+        if not all_finite(u):
+            raise ValueError("u contains NaN or inf")
         return self.advance(field, x, u, dt)
 
     def advance(self, field: VectorField, x: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
-        """:meth:`step` without its input checks (``dt`` already checked, shapes known to fit)."""
+        """:meth:`step` without its input checks (``dt`` already checked, shapes known to fit); the field's
+        ``constrain`` (if any) is applied after each sub-step."""
         h = dt / self.substeps
+        constrain = getattr(field, "constrain", None)
         for _ in range(self.substeps):
             x = self._step(field, x, u, h)
+            if constrain is not None:
+                x = constrain(x)
         return x
 
     # Fixed-step integrators only call ``field(x, u)`` with the period's control, so a rollout may hand
     # them the field bound to the whole control sequence (see the module docstring).
     binds_controls = True
 
-    def rollout(self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float) -> torch.Tensor:
-        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
+    def rollout(
+        self, field: VectorField, x0: torch.Tensor, u: torch.Tensor, dt: float, *, warn_divergence: bool = True
+    ) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``).
+
+        Non-finite inputs are refused (ValueError); states that become non-finite are returned as they are and
+        reported by a :class:`DivergenceWarning` naming the step where they began (unless ``warn_divergence``
+        is False, for callers that handle divergence themselves).
+        """
         dt = check_dt(dt)
         self.check_field(field)
         check_rollout_args(field, x0, u)
@@ -126,7 +167,10 @@ class Integrator:
                 f.t = t
             x = self.advance(f, x, u[:, t], dt)
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(field).__name__)
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(substeps={self.substeps})"

@@ -6,15 +6,17 @@ from typing import Any
 
 from .adaptive import ADAPTIVE_METHODS, Adaptive
 from .base import Integrator
-from .explicit import RK4, Euler, SemiImplicitEuler
+from .explicit import RK4, ClassicRK4, Euler, SemiImplicitEuler
 
 __all__ = ["FIXED_STEP", "INTEGRATOR_NAMES", "get_integrator"]
 
 #: Fixed-step integrators by name (each takes ``substeps``).
-FIXED_STEP: dict[str, type[Integrator]] = {"euler": Euler, "semi_implicit_euler": SemiImplicitEuler, "rk4": RK4}
+FIXED_STEP: dict[str, type[Integrator]] = {
+    "euler": Euler, "semi_implicit_euler": SemiImplicitEuler, "rk4": RK4, "rk4_classic": ClassicRK4,
+}
 #: Every name :func:`get_integrator` accepts.
 INTEGRATOR_NAMES: tuple[str, ...] = (*FIXED_STEP, *ADAPTIVE_METHODS)
-_ADAPTIVE_OPTIONS = ("rtol", "atol", "adjoint")
+_ADAPTIVE_OPTIONS = ("rtol", "atol", "adjoint", "max_steps")
 
 
 def get_integrator(name: str | Integrator, substeps: int = 1, **options: Any) -> Integrator:
@@ -23,7 +25,7 @@ def get_integrator(name: str | Integrator, substeps: int = 1, **options: Any) ->
     Args:
         name: the name, or an :class:`Integrator` (returned as is; then no other argument may be given).
         substeps: sub-steps per control period (fixed-step integrators only).
-        **options: ``rtol``, ``atol``, ``adjoint`` of adaptive integrators.
+        **options: ``rtol``, ``atol``, ``adjoint``, ``max_steps`` of adaptive integrators.
 
     Raises:
         ValueError: an unknown name (listing the valid ones), or an option the integrator does not take

@@ -1,6 +1,6 @@
 """World models behind one interface: ODE models of any vector field, implicit networks, ensembles, by name."""
 
-from .base import Normalizer, WorldModel
+from .base import DivergenceWarning, Normalizer, WorldModel
 from .ensemble import Ensemble, bootstrap_indices
 from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
@@ -13,6 +13,7 @@ from .pinn import PhysicsInformedMLP
 __all__ = [
     "WorldModel",
     "Normalizer",
+    "DivergenceWarning",
     "ODEModel",
     "NeuralField",
     "HybridField",

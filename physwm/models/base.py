@@ -3,7 +3,8 @@
 A batch, the one thing :func:`physwm.train.fit` hands to :meth:`WorldModel.loss`, is a dict
 
 * ``"states"``: ``[B, H+1, n]`` consecutive states (physical units), the first is the start;
-* ``"controls"``: ``[B, H, m]`` controls held over each step (forces in N for CartPole).
+* ``"controls"``: ``[B, H, m]`` controls held over each step (forces in N for CartPole; ``m = 0`` for an
+  autonomous system).
 
 ``H = 1`` gives the one-step loss; ``H > 1`` the multi-step (shooting) loss over an open-loop rollout.
 """
@@ -11,11 +12,28 @@ A batch, the one thing :func:`physwm.train.fit` hands to :meth:`WorldModel.loss`
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["WorldModel", "Normalizer", "check_batch"]
+from ..integrators.base import DivergenceWarning, all_finite, report_divergence
+
+__all__ = ["WorldModel", "Normalizer", "check_batch", "DivergenceWarning", "report_divergence", "quiet_rollout",
+           "check_dims"]
+
+
+def quiet_rollout(model: nn.Module, x0: torch.Tensor, u: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``model.rollout(x0, u)`` without the divergence warning, for callers that score or handle divergence
+    themselves (evaluation, planning, training). Models whose ``rollout`` predates the ``warn_divergence``
+    keyword (user subclasses) are called without it."""
+    try:
+        return model.rollout(x0, u, warn_divergence=False, **kwargs)
+    except TypeError as err:
+        if "warn_divergence" not in str(err):
+            raise
+        return model.rollout(x0, u, **kwargs)
 
 
 class Normalizer(nn.Module):
@@ -32,14 +50,25 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, values: torch.Tensor, min_std: float = 1e-6) -> Normalizer:
-        """Set mean and std from ``values [..., dim]`` (std floored at ``min_std`` so constants stay finite)."""
+        """Set mean and std from ``values [..., dim]``.
+
+        A dimension whose spread is below ``min_std`` (a constant in the data, such as a dummy zero control)
+        is centred but not scaled (std 1), so values it takes later are not amplified by ``1 / min_std``.
+        ``dim = 0`` (an autonomous system's control) has nothing to fit.
+        """
+        if self.mean.numel() == 0:
+            return self
         v = values.reshape(-1, values.shape[-1]).to(self.mean.dtype)
         if v.shape[0] == 0:
             raise ValueError("cannot fit normalisation statistics on an empty dataset")
         if not torch.isfinite(v).all():
             raise ValueError("cannot fit normalisation statistics: the data contains NaN or inf")
         self.mean.copy_(v.mean(0))
-        self.std.copy_(v.std(0, unbiased=False).clamp_min(min_std) if v.shape[0] > 1 else torch.ones_like(self.std))
+        if v.shape[0] > 1:
+            std = v.std(0, unbiased=False)
+            self.std.copy_(torch.where(std < min_std, torch.ones_like(std), std))
+        else:
+            self.std.copy_(torch.ones_like(self.std))
         return self
 
     def normalize(self, v: torch.Tensor) -> torch.Tensor:
@@ -47,6 +76,17 @@ class Normalizer(nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.std.to(z.dtype) + self.mean.to(z.dtype)
+
+
+def check_dims(state_dim: Any, control_dim: Any) -> None:
+    """ValueError unless ``state_dim`` is a positive int and ``control_dim`` an int >= 0 (0: autonomous)."""
+    ok = isinstance(state_dim, int) and not isinstance(state_dim, bool) and state_dim > 0
+    ok = ok and isinstance(control_dim, int) and not isinstance(control_dim, bool) and control_dim >= 0
+    if not ok:
+        raise ValueError(
+            f"state_dim must be a positive int and control_dim an int >= 0 (0: an autonomous system), got "
+            f"{state_dim!r}, {control_dim!r}"
+        )
 
 
 def check_batch(batch: dict, state_dim: int, control_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +125,7 @@ class WorldModel(nn.Module):
 
     def __init__(self, state_dim: int, control_dim: int, dt: float):
         super().__init__()
-        if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
-            raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
+        check_dims(state_dim, control_dim)
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
         self.state_dim = state_dim
@@ -112,29 +151,77 @@ class WorldModel(nn.Module):
         return self
 
     def _check(self, x: torch.Tensor, u: torch.Tensor) -> None:
-        if x.shape[-1] != self.state_dim:
-            raise ValueError(f"{type(self).__name__} expects states [..., {self.state_dim}], got {tuple(x.shape)}")
-        if u.shape[-1] != self.control_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects controls [..., {self.control_dim}], got {tuple(u.shape)}"
-            )
+        """The one input check of every model's ``step`` and ``rollout``: tensors, sizes and dtype."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor) or not isinstance(u, torch.Tensor):
+            raise TypeError(f"{name} takes torch tensors, got {type(x).__name__} and {type(u).__name__}; "
+                            "convert arrays with torch.as_tensor")  # fmt: skip
+        if x.ndim == 0 or x.shape[-1] != self.state_dim:
+            raise ValueError(f"{name} expects states [..., {self.state_dim}], got {tuple(x.shape)}")
+        if u.ndim == 0 or u.shape[-1] != self.control_dim:
+            raise ValueError(f"{name} expects controls [..., {self.control_dim}], got {tuple(u.shape)}")
+        weights = self.weight_dtype()
+        for what, t in (("states", x), ("controls", u)):
+            if not t.is_floating_point():
+                raise TypeError(f"{name} takes floating-point {what}, got {t.dtype}")
+            if weights is not None and t.dtype != weights:
+                how = {torch.float64: "model.double()", torch.float32: "model.float()"}.get(t.dtype, "model.to(dtype)")
+                raise TypeError(
+                    f"{name} computes in {weights} but the {what} are {t.dtype}: convert the input "
+                    f"({what}.to({weights})) or the model ({how})"
+                )
+
+    def _check_inputs(self, x: torch.Tensor, u: torch.Tensor) -> None:
+        """:meth:`_check` plus finite values: what a public ``step``/``rollout`` is given must be finite (the
+        states a rollout produces itself may diverge; they are reported, not refused)."""
+        self._check(x, u)
+        if not all_finite(x):
+            raise ValueError(f"{type(self).__name__}: the states contain NaN or inf")
+        if not all_finite(u):
+            raise ValueError(f"{type(self).__name__}: the controls contain NaN or inf")
+
+    def weight_dtype(self) -> torch.dtype | None:
+        """The dtype of the model's weights (its first parameter that is not a scalar), or None if it has none
+        (an explicit model computes in the dtype of its input)."""
+        for p in self.parameters():
+            if p.ndim > 0 and p.is_floating_point():
+                return p.dtype
+        return None
 
     # -- prediction ---------------------------------------------------------------------------------
-    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Next state ``[..., n]`` after one period ``dt`` from ``x [..., n]`` under ``u [..., m]``."""
+    def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Next state ``[..., n]`` after one period ``dt`` from ``x [..., n]`` under ``u [..., m]``.
+
+        Subclasses implement it and check their inputs with :meth:`_check` (sizes, dtype). It is the inner
+        step of rollouts, so it does not refuse non-finite states (a rollout's own states may diverge);
+        :meth:`rollout` refuses non-finite inputs and reports divergence.
+        """
         raise NotImplementedError
 
-    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``)."""
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor, *, warn_divergence: bool = True) -> torch.Tensor:
+        """Open-loop rollout: ``x0 [B, n]``, ``u [B, T, m]`` -> ``states [B, T+1, n]`` (first is ``x0``).
+
+        Inputs with NaN/inf are refused (ValueError). A prediction that becomes non-finite is returned as is
+        (NaN/inf, so metrics can score it) and reported by a :class:`DivergenceWarning` naming the step where it
+        began (``warn_divergence=False``: no warning, for callers that handle divergence themselves).
+        """
+        self._check_rollout(x0, u)
         states = [x0]
         x = x0
         for t in range(u.shape[1]):
             x = self.step(x, u[:, t])
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
+
+    def _check_rollout(self, x0: torch.Tensor, u: torch.Tensor) -> None:
+        if not isinstance(x0, torch.Tensor) or not isinstance(u, torch.Tensor):
+            raise TypeError(f"rollout takes torch tensors x0 and u, got {type(x0).__name__} and {type(u).__name__}")
+        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
+            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
+        self._check_inputs(x0, u)
 
     # -- training -----------------------------------------------------------------------------------
     def scaled_error(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -146,6 +233,11 @@ class WorldModel(nn.Module):
         state change, the usual target of delta-predicting networks (PETS, mbrl-lib).
         """
         return (pred - target) / self.delta_norm.std.to(pred.dtype)
+
+    def data_mse(self, scaled: torch.Tensor) -> float:
+        """The mean squared error in the data's own units of errors ``scaled [..., n]`` given in units of the
+        one-step change's spread (:meth:`scaled_error`): what ``model.loss`` reports as ``"mse_data"``."""
+        return float((scaled.detach() * self.delta_norm.std.to(scaled.dtype)).pow(2).mean())
 
     def predict(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and standard deviation of the next state, each ``[..., n]`` (physical units).
@@ -160,13 +252,27 @@ class WorldModel(nn.Module):
         """MSE of the open-loop rollout over the batch horizon; ``(scalar, metrics)``.
 
         Errors are measured by :meth:`scaled_error` (in units of the one-step change's spread), so for
-        ``H = 1`` this is the MSE of the normalised state change.
+        ``H = 1`` this is the MSE of the normalised state change. Metrics: ``"mse"`` (that loss) and
+        ``"mse_data"``, the same MSE in the data's own units (the states' units squared).
         """
         s, c = check_batch(batch, self.state_dim, self.control_dim)
-        pred = self.rollout(s[:, 0], c)[:, 1:]
-        mse = self.scaled_error(pred, s[:, 1:]).pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        pred = quiet_rollout(self, s[:, 0], c)[:, 1:]
+        err = self.scaled_error(pred, s[:, 1:])
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}
 
     def config(self) -> dict:
         """Keyword arguments that rebuild this model's architecture (used by checkpoints)."""
         return {}
+
+    def describe(self) -> dict[str, str]:
+        """What this model is, whether or not :func:`~physwm.models.build` made it: its class and its module
+        tree with sizes, control period, integrator and fixed constants (``repr``). Checkpoints store it and
+        loading compares it, so weights never load silently into a model of another dt, integrator or
+        architecture."""
+        cls = type(self)
+        structure = re.sub(r"torch\.\w*Tensor", "Tensor", repr(self))  # the dtype may differ (weights are cast)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "structure": structure}
+
+    def extra_repr(self) -> str:
+        return f"state_dim={self.state_dim}, control_dim={self.control_dim}, dt={self.dt}"

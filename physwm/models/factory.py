@@ -19,7 +19,7 @@ import torch
 
 from ..checks import positive_int
 from ..integrators import get_integrator
-from ..systems import DEFAULT_SYSTEM, Parameters, System, get_system
+from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system, register_system
 from .base import WorldModel
 from .ensemble import Ensemble
 from .fields import HybridField, NeuralField
@@ -31,8 +31,8 @@ from .pinn import PhysicsInformedMLP
 
 __all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
-# Integration options of the ODE families (rtol, atol, adjoint: adaptive integrators only).
-_ODE = {"integrator": "rk4", "substeps": 1, "rtol": None, "atol": None, "adjoint": None}
+# Integration options of the ODE families (rtol, atol, adjoint, max_steps: adaptive integrators only).
+_ODE = {"integrator": "rk4", "substeps": 1, "rtol": None, "atol": None, "adjoint": None, "max_steps": None}
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     # learnable None: the constants the system identifies by default (System.identify)
@@ -52,6 +52,10 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
         "features": "system",
         "rows": "velocity",
         "penalty": 1.0,
+        # APHYNITY's variants of the penalty (see HybridField): how the residual is measured, and its
+        # adaptive multiplier's rate tau_2 (None: a fixed weight)
+        "penalty_norm": "normalized",
+        "multiplier_rate": None,
         **_ODE,
     },
     "mlp": {"hidden": [128, 128, 128], "activation": "silu"},
@@ -120,7 +124,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def _integrator(o: dict):
-    adaptive = {k: o[k] for k in ("rtol", "atol", "adjoint") if o[k] is not None}
+    adaptive = {k: o[k] for k in ("rtol", "atol", "adjoint", "max_steps") if o[k] is not None}
     return get_integrator(str(o["integrator"]), substeps=o["substeps"], **adaptive)
 
 
@@ -149,7 +153,9 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
             n, m, hidden=o["hidden"], activation=o["activation"], features=_features(o["features"], cls), rows=rows,
             residual=True,
         )
-        return ODEModel(HybridField(physics, residual, penalty=o["penalty"]), _integrator(o), dt)
+        field = HybridField(physics, residual, penalty=o["penalty"], penalty_norm=o["penalty_norm"],
+                            multiplier_rate=o["multiplier_rate"])
+        return ODEModel(field, _integrator(o), dt)
     if name == "mlp":
         return MLPModel(n, m, dt, hidden=o["hidden"], activation=o["activation"])
     if name == "gaussian_mlp":
@@ -203,7 +209,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
             see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
             sizes, ``dt`` (the system's control period) and, for ``explicit``/``hybrid``, the equations and
-            starting constants.
+            starting constants. A user's System class that is not registered yet is registered
+            (:func:`physwm.systems.register_system`), so the model's ``build_spec`` rebuilds it by name.
         options: options as a dict (what ``model.build_spec["options"]`` holds); merged with ``kwargs``.
         **kwargs: family options (see :data:`DEFAULT_OPTIONS`; all take ``dt`` and ``seed``, the seed of
             the weight initialisation).
@@ -225,6 +232,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
         raise ValueError(f"unknown options {unknown} for model {name!r}; valid: {sorted(defaults)}")
     o = {**copy.deepcopy(defaults), **given}
     cls, p = resolve_system(system if system is not None else o["system"])
+    if SYSTEMS.get(cls.name) is not cls:
+        register_system(cls)  # a user's own system: its build_spec then rebuilds by name (errors on clashes)
     o["system"] = {"name": cls.name, "params": p.to_dict()}
     if o["dt"] is None:
         o["dt"] = cls.control_period(p)

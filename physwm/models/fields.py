@@ -11,15 +11,17 @@ with the model), set by :meth:`NeuralField.fit_normalization` (``ODEModel.fit_no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..checks import check_choice, finite_float
 from ..systems import get_system
 from ..systems.base import VectorField, check_state_control
-from .base import Normalizer
+from .base import Normalizer, check_dims
 
 __all__ = [
     "NeuralField",
@@ -29,7 +31,11 @@ __all__ = [
     "make_features",
     "ACTIVATIONS",
     "make_mlp",
+    "PENALTY_NORMS",
 ]
+
+#: How :class:`HybridField` measures its residual for the penalty (see its docstring).
+PENALTY_NORMS = ("normalized", "physical", "state")
 
 def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     """``tanh(x)`` computed as ``2 sigmoid(2x) - 1``: the same function (absolute difference within a few
@@ -167,7 +173,7 @@ class NeuralField(VectorField):
 
     Args:
         state_dim: n, size of the state.
-        control_dim: m, size of the control.
+        control_dim: m, size of the control (0: an autonomous system; the features are the state's alone).
         hidden: hidden-layer widths.
         activation: one of ``ACTIVATIONS`` (smooth ones, ``tanh``/``silu``, suit ODE solvers).
         features: ``"state"`` (raw ``[x, u]``) or a system whose residual features to use (a name such as
@@ -191,8 +197,7 @@ class NeuralField(VectorField):
         residual: bool = False,
     ):
         super().__init__()
-        if not (isinstance(state_dim, int) and state_dim > 0 and isinstance(control_dim, int) and control_dim > 0):
-            raise ValueError(f"state_dim and control_dim must be positive ints, got {state_dim}, {control_dim}")
+        check_dims(state_dim, control_dim)
         self.state_dim = state_dim
         self.control_dim = control_dim
         self.rows = tuple(range(state_dim)) if rows is None else tuple(int(r) for r in rows)
@@ -298,10 +303,21 @@ class HybridField(VectorField):
 
     An APHYNITY-style penalty (Yin et al. 2021, "Augmenting physical models with deep networks for
     complex dynamics forecasting") keeps the residual as small as the data allow, so the physics
-    explains all it can: :meth:`regularization` returns ``penalty * mean ||r(x, u)||^2`` over a batch of
-    states, with ``r`` measured in the residual's normalised output units when it has them (a
-    :class:`NeuralField`: derivative standard deviations of the training data), else physical units.
-    ``ODEModel.loss`` adds it. Switch it off with ``penalty=0`` (default) or by setting ``.penalty``.
+    explains all it can: :meth:`regularization` returns ``penalty / lambda * R`` over a batch of states,
+    ``ODEModel.loss`` adds it to the trajectory loss. ``R`` (``penalty_norm``) is
+
+    * ``"normalized"`` (default): ``mean ||r(x, u)||^2`` in the residual's normalised output units when it
+      has them (a :class:`NeuralField`: derivative standard deviations of the training data), else physical;
+    * ``"physical"``: ``mean ||r(x, u)||^2`` in physical units (the derivative's units squared);
+    * ``"state"``: APHYNITY's ``mean (||r(x, u)|| / (||x|| + 1e-5))^2``, physical units (their pendulum's
+      ``l2_normalized``).
+
+    ``lambda`` is 1 unless ``multiplier_rate`` (APHYNITY's ``tau_2``) is set: then it is APHYNITY's adaptive
+    multiplier, a buffer (saved with the model) that starts at 1 and grows by ``multiplier_rate`` times the
+    batch's trajectory MSE **in the data's units** after every training loss, so the penalty weighs less and
+    less against the fit as long as the fit is poor. APHYNITY minimises ``R + lambda L``; under Adam (whose
+    steps do not depend on the loss's scale) that is the same as ``L + R / lambda``, which keeps the reported
+    loss in the trajectory loss's units. Switch the penalty off with ``penalty=0`` (default).
 
     Args:
         physics: the known vector field (may carry learnable constants, e.g. ``CartPole(learnable=...)``).
@@ -309,6 +325,10 @@ class HybridField(VectorField):
             (``NeuralField(..., residual=True)``) so the untrained hybrid *is* the physics.
         rows: state rows the residual acts on (e.g. ``physics.velocity_index``).
         penalty: weight of the residual-norm penalty (>= 0).
+        penalty_norm: ``"normalized"``, ``"physical"`` or ``"state"`` (see above).
+        multiplier_rate: ``None`` (a fixed weight) or APHYNITY's ``tau_2 >= 0`` (an adaptive multiplier).
+
+    The physics' ``constrain`` projection (a speed limit, wrapped angles), if any, is the hybrid's too.
 
     Shapes: ``x [..., n]``, ``u [..., m]`` -> ``[..., n]``.
     """
@@ -319,6 +339,8 @@ class HybridField(VectorField):
         residual: nn.Module,
         rows: Sequence[int] | None = None,
         penalty: float = 0.0,
+        penalty_norm: str = "normalized",
+        multiplier_rate: float | None = None,
     ):
         super().__init__()
         self.state_dim = physics.state_dim
@@ -340,6 +362,10 @@ class HybridField(VectorField):
         self.physics = physics
         self.residual = residual
         self.penalty = penalty
+        self.penalty_norm = check_choice(penalty_norm, "penalty_norm", PENALTY_NORMS)
+        self.multiplier_rate = finite_float(multiplier_rate, "multiplier_rate", nonnegative=True, allow_none=True)
+        if self.multiplier_rate is not None:
+            self.register_buffer("multiplier", torch.ones(()))
         pos, vel = getattr(physics, "position_index", None), getattr(physics, "velocity_index", None)
         if pos is not None and vel is not None and not set(self.rows) & set(pos):
             self.position_index, self.velocity_index = pos, vel
@@ -355,6 +381,11 @@ class HybridField(VectorField):
         if not value >= 0:
             raise ValueError(f"penalty must be >= 0, got {value}")
         self._penalty = value
+
+    @property
+    def constrain(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The physics' ``constrain`` projection (``None``: none)."""
+        return getattr(self.physics, "constrain", None)
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         check_state_control(x, u, self.state_dim, self.control_dim)
@@ -383,19 +414,39 @@ class HybridField(VectorField):
         return lambda x, t: physics(x, t).index_add(-1, idx, residual(x, t))
 
     def residual_norm_sq(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``mean ||r(x, u)||^2`` over all leading dims (normalised units if the residual has them)."""
-        if hasattr(self.residual, "normalized_output"):
+        """The penalised size ``R`` of the residual over all leading dims (see ``penalty_norm``)."""
+        if self.penalty_norm == "normalized" and hasattr(self.residual, "normalized_output"):
             r = self.residual.normalized_output(x, u)
         else:
             r = self.residual(x, u)
-        return r.pow(2).sum(-1).mean()
+        sq = r.pow(2).sum(-1)
+        if self.penalty_norm == "state":
+            sq = sq / (x.pow(2).sum(-1).sqrt() + 1e-5).pow(2)
+        return sq.mean()
 
-    def regularization(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """``(penalty * mean ||r||^2, metrics)`` over states ``x [..., n]`` and controls ``u [..., m]``."""
+    def regularization(
+        self, x: torch.Tensor, u: torch.Tensor, data_mse: float | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(penalty / lambda * R, metrics)`` over states ``x [..., n]`` and controls ``u [..., m]``.
+
+        Args:
+            data_mse: the batch's trajectory MSE in the data's units; with ``multiplier_rate`` set and the
+                module training (gradients enabled), ``lambda`` then grows by ``multiplier_rate * data_mse``
+                (after this loss, which uses the current ``lambda``).
+
+        Metrics: ``residual_sq`` (``R``) and, with the adaptive multiplier, ``multiplier`` (``lambda``).
+        """
         if self.penalty == 0:
             return x.new_zeros(()), {}
         sq = self.residual_norm_sq(x, u)
-        return self.penalty * sq, {"residual_sq": float(sq.detach())}
+        metrics = {"residual_sq": float(sq.detach())}
+        weight = self.penalty
+        if self.multiplier_rate is not None:
+            lam = float(self.multiplier)
+            weight, metrics["multiplier"] = self.penalty / lam, lam
+            if self.training and torch.is_grad_enabled() and data_mse is not None and math.isfinite(data_mse):
+                self.multiplier.add_(self.multiplier_rate * float(data_mse))
+        return weight * sq, metrics
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor, dt: float) -> HybridField:
@@ -406,4 +457,5 @@ class HybridField(VectorField):
         return self
 
     def extra_repr(self) -> str:
-        return f"rows={self.rows}, penalty={self.penalty}"
+        adaptive = "" if self.multiplier_rate is None else f", multiplier_rate={self.multiplier_rate}"
+        return f"rows={self.rows}, penalty={self.penalty}, penalty_norm={self.penalty_norm!r}{adaptive}"

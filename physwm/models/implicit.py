@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..checks import nonnegative_int, positive_int
-from .base import WorldModel, check_batch
+from .base import WorldModel, check_batch, report_divergence
 from .fields import make_mlp
 
 __all__ = ["DeltaModel", "seeded_noise", "MLPModel", "GaussianMLPModel", "VAEModel", "GRUModel", "TransformerModel"]
@@ -59,7 +59,8 @@ class DeltaModel(WorldModel):
         """One step of a sequence model (GRU, Transformer) seeing only ``x``, ``u`` (no earlier steps)."""
         self._check(x, u)
         lead = x.shape[:-1]
-        delta = self._sequence_deltas(x.reshape(-1, 1, self.state_dim), u.reshape(-1, 1, self.control_dim))
+        B = x.reshape(-1, self.state_dim).shape[0]
+        delta = self._sequence_deltas(x.reshape(B, 1, self.state_dim), u.reshape(B, 1, self.control_dim))
         return self._next(x, delta.reshape(*lead, self.state_dim))
 
 
@@ -164,7 +165,8 @@ class GaussianMLPModel(DeltaModel):
         sq = (mean - target).pow(2)
         nll = 0.5 * (sq * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).mean()
         total = nll + self.bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
-        return total, {"nll": float(nll.detach()), "mse": float(sq.mean().detach())}
+        return total, {"nll": float(nll.detach()), "mse": float(sq.mean().detach()),
+                       "mse_data": self.data_mse(mean - target)}  # fmt: skip
 
 
 class VAEModel(DeltaModel):
@@ -220,18 +222,20 @@ class VAEModel(DeltaModel):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         x = s[:, 0]
-        recon = kl = 0.0
+        recon = kl = recon_data = 0.0
         for t in range(c.shape[1]):
             mu, logvar = self.encode(x, c[:, t])
             eps = seeded_noise(self.seed, self._draws, mu.shape, mu) if self.training else torch.zeros_like(mu)
             self._draws += 1
             z = mu + torch.exp(0.5 * logvar) * eps
             x = self._next(x, self.decoder(z))
-            recon = recon + self.scaled_error(x, s[:, t + 1]).pow(2).mean()
+            err = self.scaled_error(x, s[:, t + 1])
+            recon = recon + err.pow(2).mean()
+            recon_data = recon_data + self.data_mse(err)
             kl = kl + 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
         recon, kl = recon / c.shape[1], kl / c.shape[1]
         total = recon + self.beta * kl
-        return total, {"mse": float(recon.detach()), "kl": float(kl.detach())}
+        return total, {"mse": float(recon.detach()), "kl": float(kl.detach()), "mse_data": recon_data / c.shape[1]}
 
 
 class GRUModel(DeltaModel):
@@ -296,15 +300,15 @@ class GRUModel(DeltaModel):
         u: torch.Tensor,
         context_states: torch.Tensor | None = None,
         context_controls: torch.Tensor | None = None,
+        *,
+        warn_divergence: bool = True,
     ) -> torch.Tensor:
         """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]``, hidden state carried along.
 
         Optional warm-up context: the ``K`` steps before ``x0``, ``context_states [B, K, n]`` (``x_{-K}``
         ... ``x_{-1}``) and ``context_controls [B, K, m]``.
         """
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+        self._check_rollout(x0, u)
         if (context_states is None) != (context_controls is None):
             raise ValueError("give both context_states and context_controls, or neither")
         hidden = None if context_states is None else self.warm_up(context_states, context_controls)
@@ -313,14 +317,18 @@ class GRUModel(DeltaModel):
             delta, hidden = self.sequence(x[:, None], u[:, t : t + 1], hidden)
             x = self._next(x, delta[:, 0])
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
         delta, _ = self.sequence(s[:, :-1], c)
         skip = min(self.warmup, c.shape[1] - 1)
-        mse = (delta - self._target(s))[:, skip:].pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        err = (delta - self._target(s))[:, skip:]
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}
 
 
 class TransformerModel(DeltaModel):
@@ -407,15 +415,15 @@ class TransformerModel(DeltaModel):
         u: torch.Tensor,
         context_states: torch.Tensor | None = None,
         context_controls: torch.Tensor | None = None,
+        *,
+        warn_divergence: bool = True,
     ) -> torch.Tensor:
         """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]`` over a sliding window.
 
         Optional context: the ``K`` steps before ``x0`` (``context_states [B, K, n]``,
         ``context_controls [B, K, m]``); only the last ``context - 1`` of them can be seen.
         """
-        if x0.ndim != 2 or u.ndim != 3 or u.shape[0] != x0.shape[0]:
-            raise ValueError(f"rollout expects x0 [B, n] and u [B, T, m], got {tuple(x0.shape)}, {tuple(u.shape)}")
-        self._check(x0, u)
+        self._check_rollout(x0, u)
         if (context_states is None) != (context_controls is None):
             raise ValueError("give both context_states and context_controls, or neither")
         if context_states is not None:
@@ -432,9 +440,13 @@ class TransformerModel(DeltaModel):
             delta = self._window(self._inputs(torch.stack(past_x, 1), torch.stack(past_u, 1)))[:, -1]
             x = self._next(x, delta)
             states.append(x)
-        return torch.stack(states, dim=1)
+        out = torch.stack(states, dim=1)
+        if warn_divergence:
+            report_divergence(out, type(self).__name__)
+        return out
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         s, c = check_batch(batch, self.state_dim, self.control_dim)
-        mse = (self.sequence(s[:, :-1], c) - self._target(s)).pow(2).mean()
-        return mse, {"mse": float(mse.detach())}
+        err = self.sequence(s[:, :-1], c) - self._target(s)
+        mse = err.pow(2).mean()
+        return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}

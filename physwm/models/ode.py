@@ -29,13 +29,17 @@ class ODEModel(WorldModel):
         self.integrator = get_integrator(integrator)
         self.integrator.check_field(field)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, integrator={self.integrator!r}"
+
     def step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._check(x, u)
-        return self.integrator.step(self.field, x, u, self.dt)
+        return self.integrator.advance(self.field, x, u, self.dt)
 
-    def rollout(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self._check(x0, u)
-        return self.integrator.rollout(self.field, x0, u, self.dt)
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor, *, warn_divergence: bool = True) -> torch.Tensor:
+        """Open-loop rollout ``x0 [B, n]``, ``u [B, T, m]`` -> ``[B, T+1, n]`` (see :meth:`WorldModel.rollout`)."""
+        self._check_rollout(x0, u)
+        return self.integrator.rollout(self.field, x0, u, self.dt, warn_divergence=warn_divergence)
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor) -> ODEModel:
@@ -48,14 +52,15 @@ class ODEModel(WorldModel):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Rollout MSE (see :meth:`WorldModel.loss`) plus the field's regularisation if it has one.
 
-        A :class:`~physwm.models.HybridField` with ``penalty > 0`` adds ``penalty * mean ||r||^2`` of
-        its residual over the batch's states and controls (APHYNITY).
+        A :class:`~physwm.models.HybridField` with ``penalty > 0`` adds its residual penalty over the batch's
+        states and controls (APHYNITY), given the batch's trajectory MSE in the data's units (``mse_data``,
+        which drives its adaptive multiplier if it has one).
         """
         total, metrics = super().loss(batch)
         reg = getattr(self.field, "regularization", None)
         if reg is not None:
             s, c = batch["states"], batch["controls"]
-            extra, extra_metrics = reg(s[:, :-1], c.to(s.dtype))
+            extra, extra_metrics = reg(s[:, :-1], c.to(s.dtype), data_mse=metrics["mse_data"])
             total = total + extra
             metrics.update(extra_metrics)
         return total, metrics

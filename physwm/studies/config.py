@@ -20,7 +20,7 @@ from typing import Any
 
 from ..checks import check_fields, nonnegative_int, positive_int
 from ..data import POLICIES
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json
 from ..integrators import INTEGRATOR_NAMES
 from ..models import IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system
@@ -76,6 +76,8 @@ class SplitConfig:
         max_steps: transitions per episode (fewer if the environment terminates).
         start_low, start_high: box of uniformly random start states ``[x, x_dot, theta, theta_dot]``
             (``None``: the environment's own reset).
+        start_radius: instead of a box, ``[low, high]``: start states at a distance ``U[low, high)`` from zero
+            in a random direction (APHYNITY's initial conditions; see :func:`physwm.envs.radius_start`).
         seed: seed of the collection.
         horizons: rollout horizons (steps) evaluated on this split (``None``: the study's).
         description: one line for the report.
@@ -95,6 +97,7 @@ class SplitConfig:
     seed: int = 0
     horizons: list[int] | None = None
     description: str = ""
+    start_radius: list[float] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "split") -> SplitConfig:
@@ -128,6 +131,13 @@ class SplitConfig:
         nonnegative_int(self.seed, f"{where}: seed")
         if (self.start_low is None) != (self.start_high is None):
             raise ValueError(f"{where}: give both start_low and start_high, or neither")
+        if self.start_radius is not None:
+            if self.start_low is not None:
+                raise ValueError(f"{where}: give start_low/start_high or start_radius, not both")
+            r = self.start_radius
+            if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+                    and 0 <= r[0] <= r[1]):
+                raise ValueError(f"{where}: start_radius must be [low, high] with 0 <= low <= high, got {r!r}")
         if self.horizons is not None:
             hs = _check_horizons(self.horizons, f"{where}: horizons")
             if max(hs) > self.max_steps:
@@ -161,6 +171,9 @@ class TaskConfig:
             seed ``train.seed + 1``.
         tests: test splits (``distribution`` "in" or "out").
         description: one line for the report.
+        lyapunov: estimate the true system's largest Lyapunov exponent ``lambda`` (1/s) along each test split
+            when it is collected (stored in its data's meta) and report valid prediction times in Lyapunov
+            times, ``vpt_lyapunov = lambda * vpt_s`` (for chaotic systems).
     """
 
     name: str
@@ -172,6 +185,7 @@ class TaskConfig:
     integrator: str = "rk4"
     val: SplitConfig | None = None
     description: str = ""
+    lyapunov: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "task") -> TaskConfig:
@@ -402,12 +416,7 @@ class StudyConfig:
     def from_json(cls, path: str | os.PathLike) -> StudyConfig:
         """Load from a JSON file (errors name the file and the problem)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no study config file at {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        d = read_json(path, "study config file")
         try:
             return cls.from_dict(d)
         except ValueError as err:
@@ -531,7 +540,7 @@ def build_options(m: ModelConfig, task: TaskConfig, seed: int) -> dict:
     return opts
 
 
-def default_config(quick: bool = False) -> StudyConfig:
+def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
     """The default study: gymnasium's CartPole-v1 and a CartPole with friction; explicit, Neural ODE,
     hybrid, MLP and VAE models; extrapolation splits; data efficiency on the friction task.
 
@@ -551,7 +560,20 @@ def default_config(quick: bool = False) -> StudyConfig:
       hybrid's residual learns what they still miss. Extrapolation: full swings over the top (any angle, up
       to 6 rad/s), forces up to 15 N, a heavier pole, a longer pole, three times the friction, and
       500-step horizons.
+
+    ``systems=True``: the study of the other built-in systems instead (``systems.json``, quick:
+    ``systems_quick.json``), kept apart so the default study keeps its time budget:
+
+    * ``pendulum``: APHYNITY's damped pendulum (Yin et al. 2021) on their protocol: T0 = 6 s, alpha = 0.2,
+      25 training and 25 test trajectories of 40 states every 0.5 s from starts at radius U[1.3, 2.3); the
+      physics-based models start from the frictionless pendulum with a wrong frequency. Extrapolation: more
+      energetic starts (radius U[2.3, 2.8)) and 80-state trajectories.
+    * ``acrobot``: gymnasium's Acrobot with joint damping under random torques from any angle: chaotic;
+      valid prediction times are also reported in Lyapunov times.
     """
-    name = "quick.json" if quick else "default.json"
+    if systems:
+        name = "systems_quick.json" if quick else "systems.json"
+    else:
+        name = "quick.json" if quick else "default.json"
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     return StudyConfig.from_dict(json.loads(text))

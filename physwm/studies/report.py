@@ -33,6 +33,8 @@ _CORE_METRICS = (
     "nll",
     "calibration_error",
     "coverage@0.9",
+    "vpt_lyapunov",
+    "lyapunov_exponent",
 )
 _RUN_METRICS = ("train_time_s", "epochs", "param_err_mean")
 
@@ -352,6 +354,34 @@ def report_horizon(cfg: StudyConfig, s: SplitConfig) -> int:
     return cfg.headline.horizon if cfg.headline.horizon in hs else max(h for h in hs if h <= max(hs))
 
 
+def _lyapunov_table(cfg: StudyConfig, agg: list[dict], t: TaskConfig) -> list[str]:
+    """Valid prediction times in Lyapunov times, for a task whose splits carry the true system's exponent."""
+    tr = cfg.train_transitions
+    lams = {}
+    for s in t.tests:
+        for m in cfg.models:
+            r = lookup(agg, t.name, m.name, tr, s.name) or {}
+            if r.get("lyapunov_exponent") is not None:
+                lams[s.name] = r["lyapunov_exponent"]
+    if not lams:
+        return []
+    rows = []
+    for m in cfg.models:
+        row = [m.name]
+        for s in t.tests:
+            r = lookup(agg, t.name, m.name, tr, s.name) or {}
+            row.append(_fmt(r.get("vpt_lyapunov"), r.get("vpt_lyapunov_std")))
+        rows.append(row)
+    exps = ", ".join(f"`{k}` {_fmt(v)}/s (Lyapunov time {_fmt(1 / v) if v > 0 else '∞'} s)" for k, v in lams.items())
+    return [
+        "Valid prediction time in Lyapunov times (the true system's largest finite-time Lyapunov exponent "
+        f"along each split's evaluation windows, times the VPT in seconds; exponents: {exps}):",
+        "",
+        _md_table(["model"] + [s.name for s in t.tests], rows),
+        "",
+    ]
+
+
 def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
     L = [f"# {cfg.name}", ""]
     wt = meta.get("wall_time_s")
@@ -467,6 +497,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
                 row.append(_fmt(r.get("vpt_s"), r.get("vpt_s_std")))
             rows.append(row)
         L += ["Valid prediction time (s):", "", _md_table(["model"] + [s.name for s in t.tests], rows), ""]
+        L += _lyapunov_table(cfg, agg, t)
         first_in = next((s for s in t.tests if s.distribution == "in"), t.tests[0])
         hs = first_in.horizons or cfg.horizons
         header = (

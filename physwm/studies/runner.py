@@ -49,9 +49,10 @@ from tqdm.auto import tqdm
 
 from ..data import Trajectories, collect, make_policy
 from ..envs import make_env
-from ..evaluate import evaluate, identified_constants, parameter_error, state_scale
+from ..evaluate import evaluate, identified_constants, lyapunov_exponent, parameter_error, state_scale
 from ..files import read_json, write_json
 from ..models import build
+from ..systems import BUILTIN_SYSTEMS, register_system
 from ..train import fit, save_checkpoint
 from ..version import __version__
 from .config import StudyConfig, TaskConfig, build_options, default_config
@@ -71,9 +72,24 @@ def _own_threads(threads: int, submitter: int) -> None:
 # --- jobs (top-level functions: they run in worker processes) ----------------------------------------
 
 
-def _collect_job(task_d: dict, split_d: dict, path: str, threads: int, submitter: int) -> str:
-    """Collect one split and save it (atomically) to ``path``."""
+def _register(systems: list) -> None:
+    """In a worker process, register the user systems a job needs (pickled by reference: their module is
+    imported, the class registered; built-in systems need nothing)."""
+    for cls in systems:
+        register_system(cls)
+
+
+def _user_systems(cfg: StudyConfig) -> list:
+    """The registered user (not built-in) System classes the study's tasks use."""
+    return [t.system_class for t in cfg.tasks if t.system not in BUILTIN_SYSTEMS]
+
+
+def _collect_job(task_d: dict, split_d: dict, path: str, threads: int, submitter: int, systems: list,
+                 horizon: int) -> str:  # fmt: skip
+    """Collect one split and save it (atomically) to ``path``; for a task with ``lyapunov``, store the true
+    system's Lyapunov exponent along the split's evaluation windows (``horizon`` steps) in its meta."""
     _own_threads(threads, submitter)
+    _register(systems)
     task = TaskConfig.from_dict(task_d)
     split = next(s for s in [task.train, task.val_split(), *task.tests] if s.name == split_d["name"])
     system = task.system_class
@@ -92,16 +108,24 @@ def _collect_job(task_d: dict, split_d: dict, path: str, threads: int, submitter
             start_low=split.start_low,
             start_high=split.start_high,
             progress=False,
+            start_radius=split.start_radius,
         )
     finally:
         env.close()
+    if task.lyapunov and split.name not in ("train", "val"):
+        w = traj.windows(min(horizon, int(traj.lengths.max())))
+        true = system(task.true_params(split))
+        traj.meta["lyapunov_exponent"] = lyapunov_exponent(true, w["states"], w["controls"], traj.dt,
+                                                           integrator=system.env_integrator)  # fmt: skip
     if not Path(path).exists():
         traj.save(path)
     return path
 
 
-def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, out: str, submitter: int) -> str:
+def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, out: str, submitter: int,
+             systems: list) -> str:  # fmt: skip
     """Train one model on the first ``n`` transitions of a task and evaluate it on every test split."""
+    _register(systems)
     cfg = StudyConfig.from_dict(cfg_d, validate=False)
     _own_threads(cfg.threads, submitter)
     outp = Path(out)
@@ -141,6 +165,10 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
             )
         except ValueError as err:
             raise ValueError(f"{where}, split {s.name!r}: {err}") from err
+        lam = data.meta.get("lyapunov_exponent")
+        if lam is not None:  # valid prediction time in Lyapunov times (e-foldings of a small error)
+            metrics["lyapunov_exponent"] = float(lam)
+            metrics["vpt_lyapunov"] = metrics["vpt_s"] * float(lam)
         splits[s.name] = {"distribution": s.distribution, **metrics}
     identified = identified_constants(model)
     perr = parameter_error(identified, task.true_params()) if identified else {}
@@ -320,7 +348,8 @@ def _collect_data(cfg: StudyConfig, out: Path, progress: bool, jobs: _Jobs) -> i
             p = data_path(out, t.name, s.name)
             if not p.exists():
                 cost = s.episodes * s.max_steps * (10 if s.env_id(t.system_class) == t.system_class.env_id else 1)
-                args = (t.to_dict(), {"name": s.name}, str(p), cfg.threads, os.getpid())
+                horizon = max(s.horizons or cfg.horizons)
+                args = (t.to_dict(), {"name": s.name}, str(p), cfg.threads, os.getpid(), _user_systems(cfg), horizon)
                 todo.append((cost, (_collect_job, args)))
     todo.sort(key=lambda j: -j[0])
     for _, (_, args) in todo:
@@ -373,7 +402,8 @@ def _run_all(
     cost = {"hybrid": 3.0, "explicit": 2.0, "node": 2.0, "ensemble": 5.0, "transformer": 3.0}
     todo.sort(key=lambda r: -cost.get(cfg.model(r[1]).build_name, 1.0) * math.log(10 + r[2]))
     cfg_d = cfg.to_dict()
-    jobs.run([(_run_job, (cfg_d, *r, str(out), os.getpid())) for r in todo], progress, "train+evaluate")
+    systems = _user_systems(cfg)
+    jobs.run([(_run_job, (cfg_d, *r, str(out), os.getpid(), systems)) for r in todo], progress, "train+evaluate")
     return len(todo)
 
 

@@ -1,13 +1,14 @@
-"""Known physics: the System protocol and the built-in systems, by name.
+"""Known physics: the System protocol, the built-in systems and the registry of systems by name.
 
-``SYSTEMS`` maps each built-in system's name to its class; :func:`get_system` resolves a name, a class or
-an instance (a user's own :class:`System` subclass works everywhere a built-in one does).
+``SYSTEMS`` maps each registered system's name to its class (CartPole, Pendulum, DampedPendulum and
+Acrobot are built in); :func:`register_system` adds a user's own :class:`System` subclass (and its gymnasium
+environment), after which it works everywhere a built-in one does; :func:`get_system` resolves a name, a
+class or an instance.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from .acrobot import Acrobot, AcrobotParams, acrobot_dynamics, acrobot_energy
 from .base import (
     QUANTITY_KINDS,
     Constant,
@@ -22,6 +23,24 @@ from .base import (
 from .cartpole import FRICTION_PARAMS, CartPole, CartPoleParams, cartpole_dynamics, cartpole_energy
 from .costs import QuadraticCost
 from .linear import LQRDesign, linearize, lqr
+from .pendulum import (
+    DampedPendulum,
+    DampedPendulumParams,
+    Pendulum,
+    PendulumParams,
+    damped_pendulum_dynamics,
+    pendulum_dynamics,
+    pendulum_energy,
+)
+from .registry import (
+    BUILTIN_SYSTEMS,
+    DEFAULT_SYSTEM,
+    SYSTEMS,
+    add_registration_hook,
+    check_system,
+    get_system,
+    register_system,
+)
 
 __all__ = [
     "VectorField",
@@ -42,35 +61,22 @@ __all__ = [
     "cartpole_dynamics",
     "cartpole_energy",
     "FRICTION_PARAMS",
+    "Pendulum",
+    "PendulumParams",
+    "pendulum_dynamics",
+    "pendulum_energy",
+    "DampedPendulum",
+    "DampedPendulumParams",
+    "damped_pendulum_dynamics",
+    "Acrobot",
+    "AcrobotParams",
+    "acrobot_dynamics",
+    "acrobot_energy",
     "SYSTEMS",
+    "BUILTIN_SYSTEMS",
     "DEFAULT_SYSTEM",
     "get_system",
+    "register_system",
+    "check_system",
+    "add_registration_hook",
 ]
-
-#: The built-in systems by name.
-SYSTEMS: dict[str, type[System]] = {CartPole.name: CartPole}
-#: The system used where none is given (``build()``, ``get_task("balance")``, figures' labels).
-DEFAULT_SYSTEM: type[System] = CartPole
-
-
-def get_system(system: Any) -> type[System]:
-    """The :class:`System` class of a name (a key of :data:`SYSTEMS`), a System subclass or instance, or a
-    system's Params instance.
-
-    Raises:
-        ValueError: an unknown name, listing the valid ones.
-        TypeError: anything else.
-    """
-    if isinstance(system, str):
-        if system not in SYSTEMS:
-            raise ValueError(f"unknown system {system!r}; valid: {sorted(SYSTEMS)}")
-        return SYSTEMS[system]
-    if isinstance(system, type) and issubclass(system, System):
-        return system
-    if isinstance(system, System):
-        return type(system)
-    if isinstance(system, Parameters):
-        for cls in SYSTEMS.values():
-            if isinstance(system, cls.Params):
-                return cls
-    raise TypeError(f"expected a system name, System class or instance, got {type(system).__name__}")

@@ -75,6 +75,12 @@ class VectorField(nn.Module):
     ``velocity_index`` (same length, pairwise ``d position / dt = velocity``); semi-implicit
     integrators need them. Autonomous fields have ``control_dim = 0`` and receive ``u [..., 0]``.
 
+    A field whose states must stay in a set (a speed limit, angles kept in ``[-pi, pi]``) sets
+    ``constrain`` to the projection ``x [..., n] -> x [..., n]`` onto it: every integrator applies it after
+    each (sub-)step, and :class:`~physwm.integrators.SemiImplicitEuler` also between its velocity and
+    position updates (so a clipped velocity is the one that moves the positions, as in gymnasium's
+    Pendulum-v1). ``None`` (the default): no constraint.
+
     Shapes: ``x [..., state_dim]``, ``u [..., control_dim]`` -> ``dx/dt [..., state_dim]``.
     """
 
@@ -82,6 +88,7 @@ class VectorField(nn.Module):
     control_dim: int
     position_index: tuple[int, ...] | None = None
     velocity_index: tuple[int, ...] | None = None
+    constrain: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -228,6 +235,9 @@ class Task:
         terminate: whether the environment should end episodes at the system's failure condition.
         horizon: default planning horizon, steps.
         terminal_cost: optional cost ``x [..., n] -> [...]`` of a plan's last state.
+        terminal_success: the environment's termination means the goal was reached (Acrobot-v1: the tip
+            above the bar), so a terminated episode succeeds if ``success`` holds; otherwise termination is
+            failure (CartPole: the pole fell).
     """
 
     name: str
@@ -239,6 +249,7 @@ class Task:
     terminate: bool = True
     horizon: int = 30
     terminal_cost: Callable[[torch.Tensor], torch.Tensor] | None = None
+    terminal_success: bool = False
 
 
 class System(VectorField):
@@ -253,11 +264,17 @@ class System(VectorField):
     * ``position_index``, ``velocity_index``: pairs ``d position / dt = velocity``;
     * ``env_id``: its physwm gymnasium environment; ``reference_env_id``: the gymnasium environment it
       reproduces exactly, if any; ``reset_low``/``reset_high``: the environments' default start box;
+      ``env_integrator``: the integrator name its environments use by default (``"rk4"``);
+      ``reference_integrator``: the integrator (at the control period, one step) that reproduces the
+      reference environment (CartPole-v1: ``"euler"``);
     * ``variants``: named sets of constants (e.g. ``"friction"``: the truth with effects the nominal
       equations lack); ``true_variant``: the one planning and the built-in studies take as the true
       system by default; ``lqr_q``: the diagonal state weights of the default LQR controller;
     * ``phase_dims``: the two state entries of its phase portraits; ``goal_band``: half-width of the band
       around the control goal (zero) on their first axis, shaded in closed-loop figures (or ``None``);
+    * ``constraint``: optionally a pure function ``(x [..., n], params) -> x`` projecting states onto the
+      set they must stay in (a speed limit, wrapped angles), applied by every integrator after each step
+      (see :class:`VectorField`; default ``None``: none);
     * and override the static methods :meth:`dynamics`, optionally :meth:`mechanical_energy`,
       :meth:`state_features`, :meth:`failed` and :meth:`tasks`.
 
@@ -283,6 +300,9 @@ class System(VectorField):
     lqr_q: ClassVar[tuple[float, ...] | None] = None
     phase_dims: ClassVar[tuple[int, int]] = (0, 1)
     goal_band: ClassVar[float | None] = None
+    constraint: ClassVar[Callable[[torch.Tensor, Any], torch.Tensor] | None] = None
+    env_integrator: ClassVar[str] = "rk4"
+    reference_integrator: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -352,6 +372,15 @@ class System(VectorField):
         check_state_control(x, u, self.state_dim, self.control_dim)
         return self.dynamics(x, u, self.params)
 
+    @property
+    def constrain(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The system's ``constraint`` with the current constants, ``x [..., n] -> x [..., n]`` (``None``: none)."""
+        fn = type(self).constraint
+        if fn is None:
+            return None
+        p = self.params
+        return lambda x: fn(x, p)
+
     def bind_controls(self, u: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
         """``f(x [B, n], t) = dx/dt`` under ``u[:, t]``, with the constants computed once per rollout (the
         fast path of fixed-step :meth:`Integrator.rollout <physwm.integrators.Integrator.rollout>`)."""
@@ -381,6 +410,14 @@ class System(VectorField):
     def failed(cls, state: np.ndarray, params: Any) -> bool:
         """Whether an environment that terminates should end the episode at ``state [n]`` (default: never)."""
         return False
+
+    @classmethod
+    def reference_params(cls, env: Any) -> Parameters:
+        """The constants of an instance ``env`` (unwrapped) of the gymnasium environment the system reproduces
+        (default: the Params fields that ``env`` has as attributes of the same name; others keep their
+        defaults)."""
+        names = [f for f in cls.Params().to_dict() if hasattr(env, f)]
+        return cls.Params.from_dict({f: float(getattr(env, f)) for f in names})
 
     @classmethod
     def variant(cls, name: str | None) -> Parameters:
@@ -431,4 +468,6 @@ class System(VectorField):
         return {}
 
     def extra_repr(self) -> str:
-        return f"params={self.base_params}, learnable={self.learnable}"
+        # the fixed constants (a learnable one's value lives in the weights)
+        fixed = {k: v for k, v in self.base_params.to_dict().items() if k not in self.learnable}
+        return f"fixed={fixed}, learnable={self.learnable}"

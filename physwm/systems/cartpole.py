@@ -386,6 +386,7 @@ class CartPole(System):
     identify = ("length", "masspole", "masscart", "cart_viscous", "cart_coulomb", "pole_damping")
     env_id = "physwm/CartPole-v0"
     reference_env_id = "CartPole-v1"
+    reference_integrator = "euler"
     reset_low = (-0.05, -0.05, -0.05, -0.05)
     reset_high = (0.05, 0.05, 0.05, 0.05)
     variants = {"nominal": CartPoleParams(), "friction": FRICTION_PARAMS}

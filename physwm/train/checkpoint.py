@@ -122,6 +122,7 @@ def write_checkpoint(
         "physwm_version": str(__version__),
         "torch_version": str(torch.__version__),
         "model_class": _class_name(model),
+        "description": model.describe() if hasattr(model, "describe") else None,
         "build_spec": spec,
         "config": cfg,
         "not_stored": notes,
@@ -217,6 +218,8 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    if "cuda" in str(map_location) and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r}, but CUDA is not available here; use map_location='cpu'")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated/corrupt/foreign files
@@ -262,6 +265,13 @@ def load_checkpoint(
             if diffs:
                 raise ValueError(f"{path}: the model's build_spec differs from the checkpoint's ({diffs})")
     _check_state_dict(model, payload["model_state"], str(path))
+    saved_desc, own_desc = payload.get("description"), model.describe() if hasattr(model, "describe") else None
+    if saved_desc is not None and own_desc is not None and saved_desc != own_desc:
+        raise ValueError(
+            f"{path} holds a different model than the one given: saved\n{saved_desc.get('structure')}\n"
+            f"model given\n{own_desc.get('structure')}\n(build the model with the checkpoint's dt, integrator, "
+            "constants and sizes, or pass model=None to rebuild it from the checkpoint)"
+        )
     model.load_state_dict(payload["model_state"])
     state = {k: payload.get(k) for k in ("epoch", "history", "optimizer", "scheduler", "training", "extra",
                                           "physwm_version", "torch_version", "model_class", "config")}  # fmt: skip

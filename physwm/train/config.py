@@ -38,6 +38,10 @@ class FitConfig:
             1, epochs)``.
         min_batches: see ``steps``.
         lr: learning rate (Adam; L-BFGS: take 1).
+        constants_lr: learning rate of the parameters of :class:`~physwm.systems.System` modules (the
+            physical constants an explicit model or a hybrid's physics identifies), a parameter group of its
+            own; ``None``: the same as ``lr``. The other parameters (networks) keep ``lr``; a learning-rate
+            schedule scales both. Not with ``optimizer="lbfgs"``.
         weight_decay: decoupled (AdamW) weight decay; 0 is plain Adam.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         lr_schedule: ``None``, ``"cosine"`` (cosine annealing to 0 over the epochs) or ``"plateau"`` (halve
@@ -75,6 +79,7 @@ class FitConfig:
     steps: int | None = None
     min_batches: int = 4
     lr: float = 1e-3
+    constants_lr: float | None = None
     weight_decay: float = 0.0
     grad_clip: float | None = None
     lr_schedule: str | None = None
@@ -98,6 +103,7 @@ class FitConfig:
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name)
         finite_float(self.lr, "lr", positive=True)
+        finite_float(self.constants_lr, "constants_lr", positive=True, allow_none=True)
         finite_float(self.weight_decay, "weight_decay", nonnegative=True)
         finite_float(self.min_delta, "min_delta", nonnegative=True)
         finite_float(self.grad_clip, "grad_clip", positive=True, allow_none=True)
@@ -112,6 +118,8 @@ class FitConfig:
         check_choice(self.on_divergence, "on_divergence", ON_DIVERGENCE)
         if self.optimizer == "lbfgs" and self.weight_decay:
             raise ValueError("weight_decay is not supported with optimizer='lbfgs'")
+        if self.optimizer == "lbfgs" and self.constants_lr is not None:
+            raise ValueError("constants_lr is not supported with optimizer='lbfgs' (one learning rate for all)")
 
     def replace(self, **changes: Any) -> FitConfig:
         """A copy with some fields changed (checked again); an unknown field is an error naming the valid ones."""

@@ -32,16 +32,17 @@ from tqdm import tqdm
 from ..checks import module_dtype_device
 from ..data import EpisodeData
 from ..evaluate import rollout_rmse, windows_rmse
+from ..systems import System
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import FitConfig
 from .history import History
 
-__all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning"]
+__all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning", "constants_params"]
 
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
-    "horizon", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping", "min_delta",
-    "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
+    "horizon", "batch_size", "lr", "constants_lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping",
+    "min_delta", "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
 )  # fmt: skip
 
 
@@ -75,13 +76,30 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _make_optimizer(cfg: FitConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+def constants_params(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable parameters of the :class:`~physwm.systems.System` modules of ``model`` (its physical
+    constants), each once."""
+    seen: dict[int, torch.Tensor] = {}
+    for mod in model.modules():
+        if isinstance(mod, System):
+            for p in mod.parameters():
+                if p.requires_grad:
+                    seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def _make_optimizer(cfg: FitConfig, params: list[torch.Tensor], model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
         return torch.optim.LBFGS(
             params, lr=cfg.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.constants_lr is None:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    constants = {id(p) for p in constants_params(model)}
+    groups = [{"params": [p for p in params if id(p) not in constants]},
+              {"params": [p for p in params if id(p) in constants], "lr": cfg.constants_lr}]  # fmt: skip
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig, epochs: int):
@@ -117,7 +135,7 @@ class _Run:
         self.config = {**cfg.to_dict(), "batch_size": self.batch_size, "epochs": self.epochs,
                        "validation": val is not None}  # fmt: skip
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = _make_optimizer(cfg, self.params)
+        self.opt = _make_optimizer(cfg, self.params, model)
         self.sched = _make_scheduler(self.opt, cfg, self.epochs)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history = History(monitor="val_error" if val is not None else "train_loss")
@@ -361,8 +379,8 @@ def fit(
         checkpoint: file written (atomically) after every epoch and at the end, with everything needed to
             resume; ``None``: none.
         resume: continue the run saved in ``checkpoint`` if that file exists (else start fresh). The
-            training data and the settings ``horizon, batch_size, lr, weight_decay, grad_clip, lr_schedule,
-            early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
+            training data and the settings ``horizon, batch_size, lr, constants_lr, weight_decay, grad_clip,
+            lr_schedule, early_stopping, min_delta, val_horizon, val_max_windows, normalize, seed, optimizer`` and
             whether ``val`` is given must be those of the saved run (a ``ValueError`` names any
             difference); ``epochs`` and ``max_time`` may change, so a finished run can be extended. A run
             that ended by early stopping or divergence is returned as saved.
@@ -398,8 +416,14 @@ def fit(
         raise ValueError("resume=True needs checkpoint=<path of the run to resume>")
     ckpt = Path(checkpoint) if checkpoint is not None else None
     resuming = bool(resume and ckpt is not None and ckpt.exists())
-    if ckpt is not None and ckpt.exists() and not resume and not overwrite:
-        raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+    if ckpt is not None:
+        if ckpt.is_dir():
+            raise IsADirectoryError(f"checkpoint {ckpt} is a directory; give a file name such as run.pt")
+        if ckpt.exists() and not resume and not overwrite:
+            raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or overwrite=True")
+        parent = ckpt.parent if str(ckpt.parent) else Path(".")
+        if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write checkpoint {ckpt}: {parent} is not writable")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     owner, dt = type(model).__name__, getattr(model, "dt", None)
