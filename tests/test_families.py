@@ -2,7 +2,7 @@
 
 Each: its defining mechanics (the GAN's one scalar carrying both players' gradients; the PINN's collocation
 states and residual; the Lagrangian's conserved and dissipated energy), a checkpoint round trip, and the
-claim it exists for at a small scale (fast; ``bench/families.py`` measures them at full scale).
+claim it exists for at a small scale (a small budget, tens of seconds at most).
 """
 
 import math
