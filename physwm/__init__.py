@@ -13,6 +13,7 @@ from typing import Any
 
 from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
+from .deploy import export, load_exported, quantize
 from .integrators import (
     RK4,
     Adaptive,
@@ -46,6 +47,7 @@ _LAZY = {
     "CEM": "physwm.control",
     "MPPI": "physwm.control",
     "run_episode": "physwm.control",
+    "learn_policy": "physwm.control",
     "planning_study": "physwm.control",
     "imagine": "physwm.control",
     "StudyConfig": "physwm.studies",
@@ -85,6 +87,9 @@ __all__ = [
     "History",
     "save_checkpoint",
     "load_checkpoint",
+    "export",
+    "load_exported",
+    "quantize",
     *_LAZY,
 ]
 

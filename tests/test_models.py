@@ -83,6 +83,9 @@ SMALL = {
     "gru": {"hidden_size": 32},
     "transformer": {"d_model": 16, "heads": 2, "layers": 1, "context": 4},
     "ensemble": {"members": 2, "member": "mlp", "member_options": {"hidden": [32, 32]}},
+    "gan": {"hidden": [32, 32], "disc_hidden": [32]},
+    "pinn_mlp": {"hidden": [32, 32], "collocation": 64},
+    "lagrangian": {"hidden": [32, 32]},
 }
 
 
@@ -90,7 +93,12 @@ def test_small_configs_cover_every_name():
     assert set(SMALL) == set(MODEL_NAMES)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+# The Lagrangian field's step costs about ten network passes with double backpropagation (minutes for this
+# budget on a shared machine); its fitting is asserted in test_families (validation RMSE of full swings).
+OVERFIT = sorted(set(SMALL) - {"lagrangian"})
+
+
+@pytest.mark.parametrize("name", OVERFIT)
 def test_every_family_overfits_a_tiny_dataset(name):
     """8 windows of 3 steps: the loss's MSE falls by two orders of magnitude in a few hundred Adam steps."""
     torch.manual_seed(0)

@@ -9,7 +9,8 @@
 * :mod:`.registry`: :data:`PLANNERS` and :func:`make_planner`;
 * :mod:`.tasks`: a system's control tasks by name (:func:`get_task`);
 * :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`);
-* :mod:`.imagine`: virtual experience from a model (:func:`imagine`).
+* :mod:`.imagine`: virtual experience from a model (:func:`imagine`);
+* :mod:`.policy_learning`: a neural policy learned in imagination (:func:`learn_policy`; :mod:`.policy`).
 
 Example::
 
@@ -28,6 +29,8 @@ from .episodes import Episode, PlanningStudy, check_model_fits_env, default_plan
 from .gradient import CEMGD, ILQR, Shooting
 from .imagine import imagine
 from .planners import CEM, MPPI, Planner
+from .policy import FrozenPolicy, NeuralPolicy, ValueNetwork
+from .policy_learning import POLICY_METHODS, LearnedPolicy, learn_policy
 from .registry import PLANNERS, make_planner
 from .tasks import get_task, task_names
 
@@ -51,4 +54,10 @@ __all__ = [
     "default_planner_options",
     "check_model_fits_env",
     "imagine",
+    "learn_policy",
+    "LearnedPolicy",
+    "POLICY_METHODS",
+    "NeuralPolicy",
+    "FrozenPolicy",
+    "ValueNetwork",
 ]

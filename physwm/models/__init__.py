@@ -4,8 +4,11 @@ from .base import DivergenceWarning, Normalizer, WorldModel
 from .ensemble import Ensemble, bootstrap_indices
 from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
+from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
+from .lagrangian import LagrangianField
 from .ode import ODEModel
+from .pinn import PhysicsInformedMLP
 from .recipes import RECIPES, family_of, recipe, recipe_for
 
 __all__ = [
@@ -33,4 +36,7 @@ __all__ = [
     "recipe",
     "recipe_for",
     "family_of",
+    "GANModel",
+    "PhysicsInformedMLP",
+    "LagrangianField",
 ]

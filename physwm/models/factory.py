@@ -23,8 +23,11 @@ from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system, r
 from .base import WorldModel
 from .ensemble import Ensemble
 from .fields import HybridField, NeuralField
+from .gan import GANModel
 from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VAEModel
+from .lagrangian import LagrangianField
 from .ode import ODEModel
+from .pinn import PhysicsInformedMLP
 
 __all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
@@ -67,15 +70,22 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "gru": {"hidden_size": 128, "num_layers": 1, "warmup": 0},
     "transformer": {"d_model": 64, "heads": 4, "layers": 2, "context": 32, "feedforward": None, "activation": "gelu"},
     "ensemble": {"members": 5, "member": "gaussian_mlp", "member_options": {}, "bootstrap": True},
+    # -- issue 15: a conditional GAN, a physics-informed MLP, a Lagrangian field (see their modules) --
+    "gan": {"noise_dim": 4, "hidden": [128, 128, 128], "disc_hidden": [128, 128], "activation": "silu",
+            "adversarial_weight": 0.01},
+    "pinn_mlp": {"hidden": [128, 128, 128], "activation": "silu", "physics_weight": 1.0, "collocation": 256,
+                 "collocation_scale": 3.0, **_ODE},
+    "lagrangian": {"hidden": [64, 64], "activation": "softplus", "coordinates": "angles", "dissipation": True,
+                   **_ODE},
 }
 _COMMON = {"dt": None, "seed": 0, "system": None}
 
 #: Every name :func:`build` accepts.
 MODEL_NAMES: tuple[str, ...] = tuple(DEFAULT_OPTIONS)
 #: Families integrated as vector fields (they take the integration options).
-ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid")
+ODE_FAMILIES: tuple[str, ...] = ("explicit", "node", "hybrid", "lagrangian")
 #: Families that are purely implicit (discrete-time networks without physics or a vector field).
-IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble")
+IMPLICIT_FAMILIES: tuple[str, ...] = ("mlp", "gaussian_mlp", "vae", "gru", "transformer", "ensemble", "gan")
 
 
 def resolve_system(system: Any) -> tuple[type[System], Parameters]:
@@ -174,6 +184,16 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
             build(member, o["system"], dt=dt, seed=o["seed"] * 1000 + i, **o["member_options"]) for i in range(k)
         ]
         return Ensemble(members, bootstrap=o["bootstrap"], seed=o["seed"])
+    if name == "gan":
+        keys = ("noise_dim", "hidden", "disc_hidden", "activation", "adversarial_weight")
+        return GANModel(n, m, dt, seed=o["seed"], **{k: o[k] for k in keys})
+    if name == "pinn_mlp":
+        keys = ("hidden", "activation", "physics_weight", "collocation", "collocation_scale")
+        return PhysicsInformedMLP(cls(p), dt, integrator=_integrator(o), seed=o["seed"], **{k: o[k] for k in keys})
+    if name == "lagrangian":
+        field = LagrangianField(cls, hidden=o["hidden"], activation=o["activation"], coordinates=o["coordinates"],
+                                dissipation=o["dissipation"])
+        return ODEModel(field, _integrator(o), dt)
     raise AssertionError(name)  # pragma: no cover - names are checked by build
 
 
@@ -185,7 +205,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
             constants; ``node``: Neural ODE; ``hybrid``: the equations with learnable constants plus an
             acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
             theta_dot, force]``) with an APHYNITY penalty; ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
-            ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default).
+            ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default; ``gan``, ``pinn_mlp``, ``lagrangian``:
+            see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
             sizes, ``dt`` (the system's control period) and, for ``explicit``/``hybrid``, the equations and
             starting constants. A user's System class that is not registered yet is registered

@@ -29,17 +29,21 @@ from ..checks import nonnegative_int, positive_int
 from .base import WorldModel, check_batch, report_divergence
 from .fields import make_mlp
 
-__all__ = ["MLPModel", "GaussianMLPModel", "VAEModel", "GRUModel", "TransformerModel"]
+__all__ = ["DeltaModel", "seeded_noise", "MLPModel", "GaussianMLPModel", "VAEModel", "GRUModel", "TransformerModel"]
 
 
-def _noise(seed: int, draw: int, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+def seeded_noise(seed: int, draw: int, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     """Standard normal noise of ``shape`` from the ``draw``-th generator of ``seed`` (reproducible)."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + draw) % (2**63))
     return torch.randn(tuple(shape), generator=g, dtype=like.dtype).to(like.device)
 
 
-class _DeltaModel(WorldModel):
-    """Shared plumbing: normalised inputs, normalised-change outputs."""
+class DeltaModel(WorldModel):
+    """Shared plumbing of delta-predicting networks: normalised inputs, normalised-change outputs.
+
+    ``_inputs(x, u)`` is ``[norm(x), norm(u)]`` ``[..., n + m]``; ``_next(x, d)`` the next state ``x +
+    denorm(d)``; ``_target(s)`` the normalised true changes of a batch's states.
+    """
 
     def _inputs(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return torch.cat((self.state_norm.normalize(x), self.control_norm.normalize(u.to(x.dtype))), dim=-1)
@@ -60,7 +64,7 @@ class _DeltaModel(WorldModel):
         return self._next(x, delta.reshape(*lead, self.state_dim))
 
 
-class MLPModel(_DeltaModel):
+class MLPModel(DeltaModel):
     """Feed-forward dynamics model: ``x_{t+1} = x_t + denorm(mlp([norm(x_t), norm(u_t)]))``.
 
     The loss is :meth:`WorldModel.loss`: the open-loop rollout MSE over the batch horizon, errors in
@@ -91,7 +95,7 @@ class MLPModel(_DeltaModel):
         return self._next(x, self.net(self._inputs(x, u)))
 
 
-class GaussianMLPModel(_DeltaModel):
+class GaussianMLPModel(DeltaModel):
     """Probabilistic feed-forward model: a Gaussian over the normalised change, trained by NLL.
 
     The head outputs a mean and a log-variance per state dimension; the log-variance is soft-bounded
@@ -165,7 +169,7 @@ class GaussianMLPModel(_DeltaModel):
                        "mse_data": self.data_mse(mean - target)}  # fmt: skip
 
 
-class VAEModel(_DeltaModel):
+class VAEModel(DeltaModel):
     """The "World Models" VAE recipe on states: encode ``(x_t, u_t)`` to ``z``, decode the next state.
 
     ``q(z | x_t, u_t) = N(mu, diag(sigma^2))`` from an encoder MLP of the normalised inputs; the decoder
@@ -221,7 +225,7 @@ class VAEModel(_DeltaModel):
         recon = kl = recon_data = 0.0
         for t in range(c.shape[1]):
             mu, logvar = self.encode(x, c[:, t])
-            eps = _noise(self.seed, self._draws, mu.shape, mu) if self.training else torch.zeros_like(mu)
+            eps = seeded_noise(self.seed, self._draws, mu.shape, mu) if self.training else torch.zeros_like(mu)
             self._draws += 1
             z = mu + torch.exp(0.5 * logvar) * eps
             x = self._next(x, self.decoder(z))
@@ -234,7 +238,7 @@ class VAEModel(_DeltaModel):
         return total, {"mse": float(recon.detach()), "kl": float(kl.detach()), "mse_data": recon_data / c.shape[1]}
 
 
-class GRUModel(_DeltaModel):
+class GRUModel(DeltaModel):
     """Recurrent dynamics model: a GRU over ``[norm(x_t), norm(u_t)]``, a linear head to the change.
 
     The hidden state summarises the history, so it can model effects the current state does not show
@@ -327,7 +331,7 @@ class GRUModel(_DeltaModel):
         return mse, {"mse": float(mse.detach()), "mse_data": self.data_mse(err)}
 
 
-class TransformerModel(_DeltaModel):
+class TransformerModel(DeltaModel):
     """Causal transformer over a window of the last ``context`` ``(x, u)`` tokens.
 
     Token ``t`` embeds ``[norm(x_t), norm(u_t)]`` plus a learned position embedding (position within the

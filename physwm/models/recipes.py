@@ -63,6 +63,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "gru": dict(_NETWORK),
     "transformer": dict(_NETWORK),
     "ensemble": dict(_NETWORK),
+    "gan": dict(_NETWORK),
+    "pinn_mlp": dict(_NETWORK),
+    "lagrangian": dict(_NETWORK),
 }
 
 
