@@ -46,8 +46,8 @@ def executed_notebooks(tmp_path_factory):
     # plan eagerly, as on a machine without a compiler (tests marked `compiles` check the compiled path)
     os.environ["TORCH_COMPILE_DISABLE"] = "1"
     jupyter_path = use_this_python(tmp_path_factory.mktemp("jupyter"))
-    try:
-        yield run_all(tmp_path_factory.mktemp("executed"))
+    try:  # the settings hold while the kernels run, not for the rest of the session
+        executed = run_all(tmp_path_factory.mktemp("executed"))
     finally:
         if jupyter_path is not None:
             if jupyter_path:
@@ -59,3 +59,4 @@ def executed_notebooks(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    yield executed
