@@ -108,8 +108,10 @@ def test_mse(model, test: Trajectories) -> float:
 def train_model(model, train: Trajectories, steps: int, warm: int, seed: int) -> None:
     """``warm`` epochs on 5-step windows, then ``steps`` Adam steps on whole trajectories (see the docstring)."""
     data = train.to(torch.float32)
+    # the protocol fixes the budget: no step cap, early stopping or Gauss-Newton fits from fit's recipes
     opts = {"lr": 1e-3, "constants_lr": 1e-2, "lr_schedule": "cosine", "restore_best": False, "seed": seed,
-            "progress": False}  # fmt: skip
+            "progress": False, "steps": None, "early_stopping": None, "prefit_steps": 0, "polish_steps": 0,
+            "explained_loss": None}  # fmt: skip
     if warm:
         fit(model, data, horizon=5, batch_size=256, epochs=warm, **opts)
     if steps:
