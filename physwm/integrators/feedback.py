@@ -11,7 +11,6 @@ once per batch size, shown on stderr, cached on the field and on disk, eager whe
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
@@ -20,8 +19,7 @@ from ..checks import check_dt, positive_int
 from ..systems.base import VectorField
 from .base import Integrator
 from .compiled import CompiledFunction
-from .fused import column_options
-from .registry import get_integrator
+from .fused import cached_on_field, checked_integrator, column_options
 
 __all__ = ["feedback_rollout", "compiled_feedback_rollout", "FeedbackRollout"]
 
@@ -124,20 +122,9 @@ def compiled_feedback_rollout(field: VectorField, integrator: Integrator | str, 
                               progress: bool = True) -> FeedbackRollout:
     """A :class:`FeedbackRollout`, cached on the field (the same object for the same field, integrator object,
     ``dt`` and settings). See :func:`~physwm.integrators.compiled_rollout` for the arguments."""
-    if not isinstance(field, VectorField):
-        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    if not isinstance(integrator, Integrator):
-        raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
-    integrator.check_field(field)
+    integrator = checked_integrator(field, integrator)
     key = ("feedback", id(integrator), check_dt(dt), chunk, backend, fallback)
-    cache = field.__dict__.setdefault("_compiled_rollouts", {})
-    with _LOCK:
-        cached = cache.get(key)
-        if cached is None or cached.integrator is not integrator:
-            cached = cache[key] = FeedbackRollout(field, integrator, dt, chunk, backend, fallback, progress)
-    cached.kernel.progress = progress
-    return cached
-
-
-_LOCK = threading.Lock()
+    rollout = cached_on_field(field, key, integrator,
+                              lambda: FeedbackRollout(field, integrator, dt, chunk, backend, fallback, progress))
+    rollout.kernel.progress = progress
+    return rollout

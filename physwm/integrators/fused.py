@@ -50,6 +50,7 @@ import copy
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ from .graph_pass import column_pass
 from .registry import get_integrator
 
 __all__ = ["FusedRollout", "compiled_rollout", "FusedStep", "compiled_vector_step", "compile_available",
-           "column_options"]
+           "column_options", "checked_integrator", "cached_on_field"]
 
 
 def column_options(backend: str | Callable) -> dict | None:
@@ -69,6 +70,34 @@ def column_options(backend: str | Callable) -> dict | None:
     torch has no custom-pass hook)."""
     graph_pass = column_pass() if backend == "inductor" else None
     return {"post_grad_custom_pre_pass": graph_pass} if graph_pass is not None else None
+
+
+def checked_integrator(field: VectorField, integrator: Integrator | str) -> Integrator:
+    """``integrator`` (an :class:`Integrator` or a name for :func:`get_integrator`) checked against ``field``
+    (a :class:`~physwm.systems.VectorField`): TypeErrors name the argument, ``check_field`` says what is
+    missing."""
+    if not isinstance(field, VectorField):
+        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
+    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    if not isinstance(integrator, Integrator):
+        raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
+    integrator.check_field(field)
+    return integrator
+
+
+def cached_on_field(field: VectorField, key: tuple, integrator: Integrator, make: Callable[[], Any]) -> Any:
+    """``make()``, built once per ``field`` and ``key`` (the integrator object's id and the settings) and kept on
+    the field (copies and pickles of the field start without it). The entry holds the integrator, so its id
+    cannot be reused while the entry lives; a different integrator object under the same id rebuilds."""
+    cache = field.__dict__.setdefault("_compiled_rollouts", {})
+    with _CACHE_LOCK:
+        cached = cache.get(key)
+        if cached is None or cached[0] is not integrator:
+            cached = cache[key] = (integrator, make())
+    return cached[1]
+
+
+_CACHE_LOCK = threading.Lock()
 
 
 def _chunk_function(field: VectorField, integrator: Integrator, dt: float, steps: int) -> Callable:
@@ -146,12 +175,8 @@ class FusedRollout:
         fallback: bool = True,
         progress: bool = True,
     ):
-        if not isinstance(field, VectorField):
-            raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-        if not isinstance(integrator, Integrator):
-            raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
+        integrator = checked_integrator(field, integrator)
         chunk = positive_int(chunk, "chunk")
-        integrator.check_field(field)
         self.field, self.integrator, self.dt, self.chunk = field, integrator, check_dt(dt), chunk
         self.backend, self.dynamic, self.fallback = backend, dynamic, fallback
         self.kernel = CompiledFunction(
@@ -271,21 +296,12 @@ def compiled_rollout(
         cache lives on the field (copies and pickles of the field start without it) and holds the
         integrator, so an integrator's identity cannot be reused while its entry lives.
     """
-    if not isinstance(field, VectorField):
-        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    integrator = checked_integrator(field, integrator)
     key = (id(integrator), check_dt(dt), chunk, backend, dynamic, fallback)  # progress is not a property of the code
-    cache = field.__dict__.setdefault("_compiled_rollouts", {})
-    with _CACHE_LOCK:
-        cached = cache.get(key)
-        if cached is not None and cached.integrator is integrator:
-            return cached
-        cached = cache[key] = FusedRollout(field, integrator, dt, chunk, backend, dynamic, fallback, progress)
-    cached.kernel.progress = progress
-    return cached
-
-
-_CACHE_LOCK = threading.Lock()
+    rollout = cached_on_field(field, key, integrator, lambda: FusedRollout(field, integrator, dt, chunk, backend,
+                                                                           dynamic, fallback, progress))
+    rollout.kernel.progress = progress
+    return rollout
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,11 +353,7 @@ class FusedStep:
         fallback: bool = True,
         progress: bool = True,
     ):
-        if not isinstance(field, VectorField):
-            raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-        if not isinstance(integrator, Integrator):
-            raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
-        integrator.check_field(field)
+        integrator = checked_integrator(field, integrator)
         self.field, self.integrator, self.dt = field, integrator, check_dt(dt)
         self.calls = 1
         inner, h = integrator, self.dt
@@ -393,14 +405,7 @@ def compiled_vector_step(
     object and settings. (:func:`~physwm.integrators.compiled_step` is the same step on ``[N, n]`` states,
     for closed loops through a planner.)
     """
-    if not isinstance(field, VectorField):
-        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    integrator = checked_integrator(field, integrator)
     key = ("vector step", id(integrator), check_dt(dt), backend, dynamic, fallback)
-    cache = field.__dict__.setdefault("_compiled_rollouts", {})
-    with _CACHE_LOCK:
-        cached = cache.get(key)
-        if cached is not None and cached.integrator is integrator:
-            return cached
-        cached = cache[key] = FusedStep(field, integrator, dt, backend, dynamic, fallback)
-    return cached
+    return cached_on_field(field, key, integrator, lambda: FusedStep(field, integrator, dt, backend, dynamic,
+                                                                     fallback))

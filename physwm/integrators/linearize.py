@@ -16,7 +16,6 @@ compiled (one kernel call per step of a closed loop, e.g. an iLQR forward pass).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
@@ -25,8 +24,7 @@ from ..checks import check_dt
 from ..systems.base import VectorField
 from .base import Integrator, bind_field
 from .compiled import CompiledFunction
-from .fused import column_options
-from .registry import get_integrator
+from .fused import cached_on_field, checked_integrator, column_options
 
 __all__ = ["step_jacobians", "step_jacobians_func", "compiled_jacobians", "compiled_step", "field_step"]
 
@@ -113,30 +111,22 @@ def compiled_jacobians(
         A callable ``(x [N, n], u [N, m]) -> (x_next [N, n], A [N, n, n], B [N, n, m])``, compiled once per
         ``N`` (and dtype); the same object for the same field, integrator object, ``dt`` and settings.
     """
-    if not isinstance(field, VectorField):
-        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    if not isinstance(integrator, Integrator):
-        raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
-    integrator.check_field(field)
+    integrator = checked_integrator(field, integrator)
     dt = check_dt(dt)
-    key = ("jacobians", id(integrator), dt, backend, fallback)
-    cache = field.__dict__.setdefault("_compiled_rollouts", {})
-    with _LOCK:
-        cached = cache.get(key)
-        if cached is None or cached[0] is not integrator:
-            step = field_step(field, integrator, dt)
 
-            def jacobians(x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                return step_jacobians_func(step, x, u)
+    def make() -> CompiledFunction:
+        step = field_step(field, integrator, dt)
 
-            kernel = CompiledFunction(jacobians, f"one-step Jacobians of {type(field).__name__} with {integrator!r}",
-                                      backend=backend, options=column_options(backend), fallback=fallback,
-                                      progress=progress,
-                                      describe=lambda args: f"{args[0].shape[0]} states ({args[0].dtype})")
-            cached = cache[key] = (integrator, kernel)
-    cached[1].progress = progress
-    return cached[1]
+        def jacobians(x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return step_jacobians_func(step, x, u)
+
+        return CompiledFunction(jacobians, f"one-step Jacobians of {type(field).__name__} with {integrator!r}",
+                                backend=backend, options=column_options(backend), fallback=fallback, progress=progress,
+                                describe=lambda args: f"{args[0].shape[0]} states ({args[0].dtype})")
+
+    kernel = cached_on_field(field, ("jacobians", id(integrator), dt, backend, fallback), integrator, make)
+    kernel.progress = progress
+    return kernel
 
 
 def compiled_step(
@@ -151,25 +141,13 @@ def compiled_step(
     """:func:`field_step` compiled into one kernel call per step (for closed loops: a policy acts between
     steps), cached on the field. Returns a callable ``(x [N, n], u [N, m]) -> x_next [N, n]``, compiled once
     per ``N`` (and dtype)."""
-    if not isinstance(field, VectorField):
-        raise TypeError(f"field must be a VectorField, got {type(field).__name__}")
-    integrator = get_integrator(integrator) if isinstance(integrator, str) else integrator
-    if not isinstance(integrator, Integrator):
-        raise TypeError(f"integrator must be an Integrator, got {type(integrator).__name__}")
-    integrator.check_field(field)
+    integrator = checked_integrator(field, integrator)
     dt = check_dt(dt)
-    key = ("step", id(integrator), dt, backend, fallback)
-    cache = field.__dict__.setdefault("_compiled_rollouts", {})
-    with _LOCK:
-        cached = cache.get(key)
-        if cached is None or cached[0] is not integrator:
-            kernel = CompiledFunction(field_step(field, integrator, dt),
-                                      f"one step of {type(field).__name__} with {integrator!r}", backend=backend,
-                                      options=column_options(backend), fallback=fallback, progress=progress,
-                                      describe=lambda args: f"{args[0].shape[0]} states ({args[0].dtype})")
-            cached = cache[key] = (integrator, kernel)
-    cached[1].progress = progress
-    return cached[1]
+    def make() -> CompiledFunction:
+        return CompiledFunction(field_step(field, integrator, dt), f"one step of {type(field).__name__} with "
+                                f"{integrator!r}", backend=backend, options=column_options(backend), fallback=fallback,
+                                progress=progress, describe=lambda args: f"{args[0].shape[0]} states ({args[0].dtype})")
 
-
-_LOCK = threading.Lock()
+    kernel = cached_on_field(field, ("step", id(integrator), dt, backend, fallback), integrator, make)
+    kernel.progress = progress
+    return kernel
