@@ -5,14 +5,13 @@ naming the problem; never another exception type, never a hang (each example run
 """
 
 import math
-import signal
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from timeouts import time_limit
 
 from physwm import RK4, CartPole, Euler
 from physwm.control import CEM
@@ -25,20 +24,6 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 DTYPES = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int64])
 SPECIAL = st.sampled_from([float("nan"), float("inf"), -float("inf")])
 ALLOWED = (ValueError, TypeError)
-
-
-@contextmanager
-def time_limit(seconds: int = 60):
-    def handler(signum, frame):
-        raise TimeoutError(f"did not return within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @st.composite

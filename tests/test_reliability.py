@@ -4,14 +4,13 @@ Each test here failed on the code before the fix it guards (the numbers in comme
 """
 
 import json
-import signal
 import warnings
-from contextlib import contextmanager
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from timeouts import time_limit
 
 import physwm  # noqa: F401  (registers the environments)
 import physwm.cli
@@ -25,22 +24,6 @@ from physwm.models import DivergenceWarning, ODEModel, build
 from physwm.train import fit, load_checkpoint, save_checkpoint
 
 F64 = torch.float64
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """Fail the test (instead of hanging the suite) if the block runs longer than ``seconds``."""
-
-    def handler(signum, frame):
-        raise TimeoutError(f"did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def cartpole_data(dt: float, episodes: int = 4, steps: int = 30) -> Trajectories:

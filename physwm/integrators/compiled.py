@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["CompiledFunction", "compile_available", "inductor_cache_dir"]
+__all__ = ["CompiledFunction", "KernelOwner", "compile_available", "inductor_cache_dir"]
 
 
 def compile_available(device: str | torch.device = "cpu") -> bool:
@@ -189,3 +189,20 @@ class CompiledFunction:
     def __repr__(self) -> str:
         mode = "compiled" if self.compiled else "eager"
         return f"CompiledFunction({self.name!r}, {mode}, compiles={self.compiles})"
+
+
+class KernelOwner:
+    """Base of the objects that run one :class:`CompiledFunction`, their ``kernel`` (fused rollouts, vector
+    steps, closed-loop rollouts): whether it compiled and what compiling cost."""
+
+    kernel: CompiledFunction
+
+    @property
+    def compiled(self) -> bool:
+        """False when the kernel runs eagerly (no compiler, or compilation failed)."""
+        return self.kernel.compiled
+
+    @property
+    def compile_seconds(self) -> float:
+        """Wall time spent in calls that compiled."""
+        return self.kernel.compile_seconds

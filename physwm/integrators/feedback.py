@@ -18,7 +18,7 @@ import torch
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField
 from .base import Integrator
-from .compiled import CompiledFunction
+from .compiled import CompiledFunction, KernelOwner
 from .fused import cached_on_field, checked_integrator, column_options
 
 __all__ = ["feedback_rollout", "compiled_feedback_rollout", "FeedbackRollout"]
@@ -61,7 +61,7 @@ def feedback_rollout(step: Step, x0: torch.Tensor, x_ref: torch.Tensor, u_ref: t
     return torch.cat((x0[:, None], xs), 1), us
 
 
-class FeedbackRollout:
+class FeedbackRollout(KernelOwner):
     """:func:`feedback_rollout` of ``integrator``'s step on ``field``, compiled ``chunk`` steps at a time.
 
     Build one with :func:`compiled_feedback_rollout` (which caches them on the field); call it with the
@@ -86,16 +86,6 @@ class FeedbackRollout:
             "kernel call)", backend=backend, options=column_options(backend), fallback=fallback, progress=progress,
             describe=lambda args: f"batch size {args[0].shape[0]} ({args[0].dtype})",
         )
-
-    @property
-    def compiled(self) -> bool:
-        """False when the rollout runs eagerly (no compiler, or compilation failed)."""
-        return self.kernel.compiled
-
-    @property
-    def compile_seconds(self) -> float:
-        """Wall time spent in calls that compiled."""
-        return self.kernel.compile_seconds
 
     def __call__(self, x0: torch.Tensor, x_ref: torch.Tensor, u_ref: torch.Tensor, k: torch.Tensor,
                  gains: torch.Tensor, alpha: torch.Tensor, low: torch.Tensor,

@@ -57,7 +57,7 @@ import torch
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField
 from .base import Integrator, bind_field, check_rollout_args
-from .compiled import CompiledFunction, compile_available
+from .compiled import CompiledFunction, KernelOwner, compile_available
 from .graph_pass import column_pass
 from .registry import get_integrator
 
@@ -138,7 +138,7 @@ def _check_out(out: torch.Tensor, shape: tuple[int, int, int], x0: torch.Tensor)
         )
 
 
-class FusedRollout:
+class FusedRollout(KernelOwner):
     """Open-loop rollouts of ``field`` with ``integrator`` at step ``dt``, compiled (see the module doc).
 
     Build one with :func:`compiled_rollout` (which caches them). Calling it is a drop-in replacement
@@ -187,14 +187,6 @@ class FusedRollout:
         )
         self._lock = threading.Lock()
         self._workspace: torch.Tensor | None = None
-
-    @property
-    def compiled(self) -> bool:
-        return self.kernel.compiled
-
-    @property
-    def compile_seconds(self) -> float:
-        return self.kernel.compile_seconds
 
     def _run_chunk(self, x: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return self.kernel(x, u, out)
@@ -319,7 +311,7 @@ def _substep_function(field: VectorField, integrator: Integrator, h: float) -> C
     return substep
 
 
-class FusedStep:
+class FusedStep(KernelOwner):
     """One control period of ``field`` with ``integrator``, compiled, on states stored as rows ``[n, B]``.
 
     What a vector environment steps: ``step(x [n, B], u [m, B]) -> x_next [n, B]`` computes
@@ -365,14 +357,6 @@ class FusedStep:
             backend=backend, dynamic=dynamic, options=column_options(backend), fallback=fallback, progress=progress,
             describe=lambda args: f"{args[0].shape[1]} environments ({args[0].dtype})",
         )  # fmt: skip
-
-    @property
-    def compiled(self) -> bool:
-        return self.kernel.compiled
-
-    @property
-    def compile_seconds(self) -> float:
-        return self.kernel.compile_seconds
 
     def __call__(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``x [n, B]``, ``u [m, B]`` (same dtype and device) -> ``x_next [n, B]`` (a new tensor)."""
