@@ -33,6 +33,7 @@ from .chaos import lyapunov_exponent
 from .identifiability import (
     Identifiability,
     UnidentifiableWarning,
+    analyse_jacobian,
     constants_jacobian,
     identifiability,
     learnable_constants,
@@ -88,6 +89,7 @@ __all__ = [
     "uncertainty_metrics",
     "evaluate",
     "identifiability",
+    "analyse_jacobian",
     "Identifiability",
     "UnidentifiableWarning",
     "learnable_constants",

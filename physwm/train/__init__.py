@@ -4,12 +4,14 @@
 * :mod:`.fit`: the loop (:func:`fit`, :class:`TrainingDiverged`, :class:`TrainingDivergedWarning`);
 * :mod:`.history`: :class:`History`, the record of a run;
 * :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
+* :mod:`.adapt`: :func:`adapt`, few-shot adaptation of a trained model to a changed system;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
 
+from .adapt import Adaptation, adapt
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
-from .constants import gauss_newton_constants
+from .constants import gauss_newton_constants, levenberg_marquardt
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
 
@@ -26,4 +28,7 @@ __all__ = [
     "LR_SCHEDULES",
     "OPTIMIZERS",
     "gauss_newton_constants",
+    "levenberg_marquardt",
+    "adapt",
+    "Adaptation",
 ]
