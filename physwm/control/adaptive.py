@@ -177,8 +177,9 @@ class AdaptiveController:
         values = [sc * max(x, f) for sc, x, f in zip(self.scales, raws, self.floors)]
         # conditioning alone (residuals taken as zero, i.e. at the resolution): the residuals before the step say
         # how wrong the constants are, not how well the window could pin them down
-        report = analyse_jacobian(J, np.zeros_like(r), names, values, self.scales, [f * sc for f, sc in zip(self.floors, self.scales)],
-                                  self.resolution, self.tolerance)  # fmt: skip
+        floors = [f * sc for f, sc in zip(self.floors, self.scales)]
+        report = analyse_jacobian(J, np.zeros_like(r), names, values, self.scales, floors, self.resolution,
+                                  self.tolerance)  # fmt: skip
         kept = [n for n in names if n in report.unidentifiable]
         free = np.array([n not in report.unidentifiable for n in names])
         before = after = float(np.mean(r**2))

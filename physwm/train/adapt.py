@@ -51,8 +51,8 @@ class Adaptation:
         transitions: transitions of the changed system used.
         horizon: transitions per window of the loss.
         trimmed: windows left out of the constants' fit (see ``trim`` of :func:`adapt`).
-        loss_before, loss_after: the model's data loss on those windows (mean square, units of the one-step
-            change's spread) before and after.
+        loss_before, loss_after: the model's data loss on all the windows (trimmed ones included; mean square,
+            units of the one-step change's spread) before and after.
         iterations: optimiser iterations taken (Levenberg-Marquardt plus L-BFGS).
         cpu_seconds: CPU time of the adaptation, s (``time.process_time``).
         previous: the constants before (physical units; empty for implicit models).
@@ -149,7 +149,8 @@ def _regularised_lbfgs(model: nn.Module, params: list[torch.Tensor], batch: dict
 
     opt.step(closure)
     model.eval()
-    return int(opt.state[opt._params[0]].get("n_iter", steps)) if opt.state else steps
+    first = opt.param_groups[0]["params"][0]
+    return int(opt.state[first].get("n_iter", steps)) if first in opt.state else steps
 
 
 def _typed(batch: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -257,7 +258,8 @@ def adapt(
     typed = _typed(batch, dtype)
     set_trainable(out, chosen_paths, networks=False)
     networks = not chosen or residual == "tune"
-    before = _data_loss(out, typed if networks else _typed(const_batch, dtype))
+    scored = typed if networks else _typed(const_batch, dtype)  # the windows the losses are reported on
+    before = _data_loss(out, scored)
     previous = {label: constant_value(out, path, name) for label, path, name in chosen_paths}
     iterations, total = 0, const_batch["states"].shape[0]
     if chosen:
@@ -279,7 +281,7 @@ def adapt(
     trimmed = total - const_batch["states"].shape[0]
     mode = "fine-tune" if not consts else ("constants+residual" if residual == "tune" else "constants")
     set_trainable(out, chosen_paths, networks=False)
-    after = _data_loss(out, typed if networks else _typed(const_batch, dtype))
+    after = _data_loss(out, scored)
     horizon = const_horizon if chosen and mode == "constants" else net_horizon
     result = Adaptation(mode=mode, transitions=transitions, horizon=horizon, trimmed=trimmed, loss_before=before,
                         loss_after=after, iterations=iterations, cpu_seconds=0.0, previous=previous)  # fmt: skip
