@@ -196,6 +196,7 @@ def planning_rows(args) -> list[str]:
                     wins[row] += int(ep.success)
                     if row == "online":
                         ms += [h["cpu_ms"] for h in ctl.history]
+                        ctl.reset()  # the fixed model's constants back to where they were
             n = len(args.seeds)
             out.append(f"| {split} | {task} | {wins['fixed']}/{n} | {wins['adapted']}/{n} | {wins['online']}/{n} | "
                        f"{np.mean(ms):.1f} |")  # fmt: skip
