@@ -42,6 +42,8 @@ from .systems import (  # issue 9: more systems, user systems
 from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
 from .version import __version__
 
+from .discover import discover  # issue 10: discovering missing physics  # noqa: E402,I001
+
 # Names served by the layers imported on first use: name -> module.
 _LAZY = {
     "CEM": "physwm.control",
@@ -90,6 +92,7 @@ __all__ = [
     "export",
     "load_exported",
     "quantize",
+    "discover",
     *_LAZY,
 ]
 
