@@ -56,13 +56,14 @@ def stlsq(
     if y_rms == 0.0:
         return xi
     active = torch.ones(k, dtype=torch.bool, device=theta.device)
+    # the normal equations once ([K, K]); every round solves a sub-block of them
+    gram = a.t() @ a + ridge * a.shape[0] * torch.eye(k, dtype=a.dtype, device=a.device)
+    rhs = a.t() @ y
     for _ in range(max_iter):
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        sub = a[:, idx]
-        gram = sub.t() @ sub + ridge * a.shape[0] * torch.eye(idx.numel(), dtype=a.dtype, device=a.device)
-        sol = torch.linalg.solve(gram, sub.t() @ y)
+        sol = torch.linalg.solve(gram[idx][:, idx], rhs[idx])
         xi = torch.zeros_like(xi)
         xi[idx] = sol
         keep = active & (xi.abs() >= threshold * y_rms)
