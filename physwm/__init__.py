@@ -14,6 +14,7 @@ from typing import Any
 from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
 from .deploy import export, load_exported, quantize
+from .discover import discover  # issue 10: discovering missing physics
 from .integrators import (
     RK4,
     Adaptive,
@@ -41,8 +42,6 @@ from .systems import (  # issue 9: more systems, user systems
 )
 from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
 from .version import __version__
-
-from .discover import discover  # issue 10: discovering missing physics  # noqa: E402,I001
 
 # Names served by the layers imported on first use: name -> module.
 _LAZY = {

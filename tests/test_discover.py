@@ -98,7 +98,8 @@ def test_symbolic_field_prints_and_integrates_its_equations():
     # the hybrid adds it to the physics' accelerations only
     assert (model.field(x, u) - CartPole().double()(x, u))[0].tolist() == pytest.approx([0.0, -0.8, 0.0, 0.3])
     # rescaling the terms keeps the physical coefficients
-    sym.fit_normalization(torch.randn(3, 5, 4, dtype=torch.float64) * 3, torch.randn(3, 4, 1, dtype=torch.float64), 0.02)
+    states, controls = torch.randn(3, 5, 4, dtype=torch.float64) * 3, torch.randn(3, 4, 1, dtype=torch.float64)
+    sym.fit_normalization(states, controls, 0.02)
     assert sym.coefficients()["theta_ddot"]["theta_dot*|theta_dot|"] == pytest.approx(-0.3)
     with pytest.raises(ValueError, match="unknown term 'nope'.*valid"):
         sym.set_terms({"x_ddot": ["nope"]})
@@ -191,3 +192,15 @@ def test_discover_bad_threshold_and_arguments():
     with pytest.raises(ValueError, match="second argument"):
         physwm.discover(build("explicit"))
 
+
+
+def test_cli_discover_prints_the_equations(tmp_path, capsys):
+    from physwm.cli import main
+
+    path = truth_data(3, episodes=20, steps=100).save(tmp_path / "d.npz")
+    assert main(["discover", "--data", str(path), "--bootstrap", "3", "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "x_ddot (residual) = -0.2*x_dot*|x_dot|" in out
+    assert "theta_ddot (residual) = -0.3*theta_dot*|theta_dot|" in out
+    assert load_checkpoint(tmp_path / "m.pt")[0].field.residual.active_terms()["x_ddot"] == ["x_dot*|x_dot|"]
+    assert main(["discover", "--data", str(path), "--out", str(tmp_path / "m.pt")]) == 2  # no silent overwrite
