@@ -31,21 +31,25 @@ from physwm.systems import CartPole
 TRUE = {"x_ddot": {"x_dot*|x_dot|": -0.2}, "theta_ddot": {"theta_dot*|theta_dot|": -0.3}}
 
 
-def truth_data(seed: int = 0, episodes: int = 50, steps: int = 100) -> physwm.Trajectories:
-    """The benchmark's 5,000 transitions (see the module docstring)."""
+def truth_model() -> ODEModel:
+    """The truth: nominal CartPole plus :data:`TRUE` on its accelerations, float64, RK4 at 0.02 s."""
     sym = SymbolicField(CartPole, terms={row: list(c) for row, c in TRUE.items()})
     xi = torch.zeros(2, len(sym.term_names))
     for i, row in enumerate(sym.row_names):
         for term, value in TRUE[row].items():
             xi[i, sym.term_names.index(term)] = value
     sym.set_coefficients(xi)
-    truth = ODEModel(HybridField(CartPole(), sym), "rk4", 0.02).double()
+    return ODEModel(HybridField(CartPole(), sym), "rk4", 0.02).double()
+
+
+def truth_data(seed: int = 0, episodes: int = 50, steps: int = 100) -> physwm.Trajectories:
+    """The benchmark's 5,000 transitions (see the module docstring)."""
     g = torch.Generator().manual_seed(seed)
     box = torch.tensor([0.5, 2.0, 0.3, 3.0], dtype=torch.float64)
     x0 = (torch.rand(episodes, 4, generator=g, dtype=torch.float64) * 2 - 1) * box
     u = (torch.rand(episodes, steps, 1, generator=g, dtype=torch.float64) * 2 - 1) * 10
     with torch.no_grad():
-        s = truth.rollout(x0, u)
+        s = truth_model().rollout(x0, u)
     return physwm.Trajectories(s.float(), u.float(), dt=0.02)
 
 

@@ -233,6 +233,8 @@ def discover(
         fit(model, train, val, config=cfg, progress=progress)
         if _prune(model.field.residual, regression, theta, y):  # a term the refit made negligible: drop, refit
             fit(model, train, val, config=cfg, progress=progress)
+            if getattr(model, "build_spec", None) is not None:  # the spec rebuilds the pruned set of terms
+                model.build_spec["options"]["terms"] = model.field.residual.active_terms()
     errors = {"symbolic": windows_rmse(model, val["states"], val["controls"], model.state_norm.std)}
     kept = "symbolic"
     unexplained = {r: v for r, v in regression["residual_left"].items() if v > max_residual_left}
