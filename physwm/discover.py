@@ -217,7 +217,7 @@ def discover(
     cls = type(physics)
     lib = check_library(cls.library() if library is None else library, cls.state_dim, cls.control_dim)
     rows = tuple(cls.velocity_index)
-    dt = float(network.dt) if isinstance(model_or_data, ODEModel) else _data_dt(data, cls, physics)
+    dt = float(model_or_data.dt) if isinstance(model_or_data, ODEModel) else _data_dt(data, cls, physics)
     x0, u, x1 = _transitions(data, physics, dt)
     theta, y = _targets(physics, integrator, dt, x0, u, x1, lib, rows, target, network)
     regression = _regress(theta, y, cls, rows, lib, threshold, val_fraction, tolerance, bootstrap_samples, seed)

@@ -179,6 +179,31 @@ def test_discover_says_so_when_the_library_lacks_the_term():
     assert not hasattr(model, "build_spec")  # a custom library is not rebuildable by name
 
 
+class ExactResidual(torch.nn.Module):
+    """A non-symbolic residual that is the truth's (stands in for a well-fitted network)."""
+
+    rows = (1, 3)
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return torch.stack((-0.2 * x[..., 1] * x[..., 1].abs(), -0.3 * x[..., 3] * x[..., 3].abs()), dim=-1)
+
+
+def test_discover_keeps_the_network_hybrid_when_the_library_lacks_the_term():
+    data = truth_data(4, episodes=20, steps=100)
+    network = ODEModel(HybridField(CartPole(learnable=("masscart",)), ExactResidual()), "rk4", 0.02)
+    network.fit_normalization(data.states, data.controls)
+    lib = {k: v for k, v in CartPole.library().items() if "|" not in k and "^" not in k}
+    with pytest.warns(DiscoveryWarning, match="keeping the network hybrid"):
+        kept = physwm.discover(network, data, library=lib, refit_epochs=1, bootstrap_samples=0, max_windows=64)
+    assert kept is network
+    assert kept.discovery.kept == "network"
+    assert kept.discovery.errors["network"] < kept.discovery.errors["symbolic"]
+    # with the full library the symbolic hybrid is returned
+    found = physwm.discover(network, data, refit_epochs=0, bootstrap_samples=0)
+    assert found is not network and found.discovery.kept == "symbolic"
+    assert found.discovery.coefficients["x_ddot"] == pytest.approx({"x_dot*|x_dot|": -0.2}, rel=0.01)
+
+
 def test_discover_bad_threshold_and_arguments():
     data = truth_data(2, episodes=10, steps=50)
     with pytest.raises(ValueError, match="threshold=5.0 removes every term"):

@@ -221,7 +221,9 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
         name: one of :data:`MODEL_NAMES` (``explicit``: the system's equations with its default learnable
             constants; ``node``: Neural ODE; ``hybrid``: the equations with learnable constants plus an
             acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
-            theta_dot, force]``) with an APHYNITY penalty; ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
+            theta_dot, force]``) with an APHYNITY penalty (``residual="symbolic"``: a
+            :class:`~physwm.models.SymbolicField` of the system's library instead, ``terms`` active, no penalty
+            unless given; what :func:`physwm.discover` returns); ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
             ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default; ``gan``, ``pinn_mlp``, ``lagrangian``:
             see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
