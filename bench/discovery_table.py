@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--steps", type=int, default=1000, help="gradient-step cap of each fit (default 1000)")
+    parser.add_argument("--steps", type=int, default=500, help="gradient-step cap of each fit (default 500)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
