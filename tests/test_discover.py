@@ -229,3 +229,20 @@ def test_cli_discover_prints_the_equations(tmp_path, capsys):
     assert "theta_ddot (residual) = -0.3*theta_dot*|theta_dot|" in out
     assert load_checkpoint(tmp_path / "m.pt")[0].field.residual.active_terms()["x_ddot"] == ["x_dot*|x_dot|"]
     assert main(["discover", "--data", str(path), "--out", str(tmp_path / "m.pt")]) == 2  # no silent overwrite
+
+
+def test_cartpole_drag_removes_energy_at_the_documented_rate():
+    """DRAG_PARAMS: dE/dt = F x_dot - b_c x_dot^2 - mu_c sgn(x_dot) x_dot - b_p theta_dot^2
+    - c_d |x_dot|^3 - c_p |theta_dot|^3 (the drag terms' power)."""
+    from physwm.systems.cartpole import DRAG_PARAMS, cartpole_dynamics, cartpole_energy
+
+    p = DRAG_PARAMS
+    x = torch.tensor([[0.1, 1.5, 0.7, -4.0]], dtype=torch.float64, requires_grad=True)
+    u = torch.tensor([[2.0]], dtype=torch.float64)
+    grad = torch.autograd.grad(cartpole_energy(x, p).sum(), x)[0]
+    de_dt = float((grad * cartpole_dynamics(x, u, p)).sum())
+    v, w = 1.5, -4.0
+    expected = (2.0 * v - p.cart_viscous * v**2 - p.cart_coulomb * math.tanh(v / p.coulomb_smoothing) * v
+                - p.pole_damping * w**2 - p.cart_drag * abs(v) ** 3 - p.pole_drag * abs(w) ** 3)  # fmt: skip
+    assert de_dt == pytest.approx(expected, rel=1e-9)
+    assert p.cart_drag == 0.15 and p.pole_drag == 0.005
