@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -191,6 +192,7 @@ class _Run:
         before, value_before = _state_copy(self.model), self.monitored()
         t0 = time.perf_counter()
         out = identify_noisy_constants(self.model, self.train_source, self.noise, self.cfg.shooting_horizon)
+        self.noise = np.asarray(out["obs_noise"])  # estimated once: the polish reuses it
         value_after = self.monitored()
         kept = math.isfinite(value_after) and math.isfinite(out["objective_after"])
         if not kept:
