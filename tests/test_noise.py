@@ -172,3 +172,81 @@ def test_fit_with_estimated_noise_identifies_cartpole_constants_within_3_percent
     assert h.polish["method"] == "multiple shooting"
     errors = _errors(hybrid)
     assert max(map(abs, errors.values())) < 0.03, errors
+
+
+# --- uncertainty along the horizon ----------------------------------------------------------------
+
+
+class _RandomWalk(torch.nn.Module):
+    """x' = x + u + N(0, std^2) as a probabilistic model's predict (std deliberately wrong)."""
+
+    def __init__(self, std):
+        super().__init__()
+        self.std = std
+        self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def predict(self, x, u):
+        return x + u, torch.full_like(x, self.std)
+
+
+def _walks(seed, B=400, H=20, std=0.1):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(B, H, 2, generator=g, dtype=torch.float64)
+    x = torch.zeros(B, H + 1, 2, dtype=torch.float64)
+    for t in range(H):
+        x[:, t + 1] = x[:, t] + u[:, t] + std * torch.randn(B, 2, generator=g, dtype=torch.float64)
+    return {"states": x, "controls": u}
+
+
+def test_crps_matches_its_integral_and_the_ensemble_form():
+    import scipy.integrate
+    import scipy.stats
+
+    from physwm.evaluate import ensemble_crps, gaussian_crps, sharpness
+
+    m, v, y = 0.3, 0.7, 1.1
+    ref = scipy.integrate.quad(lambda x: (scipy.stats.norm.cdf(x, m, v**0.5) - (x >= y)) ** 2, -30, 30, points=[y])[0]
+    got = gaussian_crps(torch.tensor([[m]]), torch.tensor([[v]]), torch.tensor([[y]]))
+    assert got == pytest.approx(ref, rel=1e-7)
+    assert gaussian_crps(torch.tensor([[m]]), torch.tensor([[0.0]]), torch.tensor([[y]])) == pytest.approx(0.8)
+    samples = torch.randn(4000, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * v**0.5 + m
+    assert ensemble_crps(samples, torch.tensor([[y]])) == pytest.approx(ref, rel=0.03)
+    assert sharpness(torch.tensor([[4.0, 16.0]]), scale=[2.0, 2.0]) == pytest.approx((2.5) ** 0.5)
+
+
+def test_recalibration_fixes_an_overconfident_model_along_the_horizon():
+    from physwm.evaluate import Recalibration, rollout_calibration, trajectory_samples
+
+    model = _RandomWalk(0.1 / 3)  # three times too confident
+    samples = trajectory_samples(model, torch.zeros(3, 2, dtype=torch.float64),
+                                 torch.ones(3, 5, 2, dtype=torch.float64), particles=4, seed=1)  # fmt: skip
+    assert samples.shape == (4, 3, 6, 2) and torch.allclose(samples.mean((0, 1))[-1], torch.full((2,), 5.0, dtype=torch.float64), atol=0.1)
+    again = trajectory_samples(model, torch.zeros(3, 2, dtype=torch.float64),
+                               torch.ones(3, 5, 2, dtype=torch.float64), particles=4, seed=1)  # fmt: skip
+    assert torch.equal(samples, again)
+    test = _walks(2)
+    before = rollout_calibration(model, test, (1, 10, 20), particles=64, max_windows=None)
+    assert all(before[h]["calibration_error"] > 0.3 for h in (1, 10, 20))
+    assert before[10]["coverage@0.9"] < 0.6
+    recal = Recalibration.fit(model, _walks(1), 20, particles=64, max_windows=None)
+    np.testing.assert_allclose(recal.factors, 3.0, rtol=0.25)
+    after = rollout_calibration(model, test, (1, 10, 20), particles=64, recalibration=recal, max_windows=None)
+    assert all(after[h]["calibration_error"] < 0.05 for h in (1, 10, 20))
+    assert after[10]["crps"] < before[10]["crps"] and after[10]["nll"] < before[10]["nll"]
+    assert after[10]["sharpness"] > before[10]["sharpness"]
+    assert Recalibration.from_dict(recal.to_dict()) == recal
+    with pytest.raises(ValueError, match="factors must be positive"):
+        Recalibration((1.0, -1.0))
+
+
+def test_reliability_diagram_draws_one_curve_per_horizon():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from physwm.plot import reliability_diagram
+
+    curves = {"as trained": {1: {0.5: 0.2, 0.9: 0.5}, 10: {0.5: 0.1, 0.9: 0.3}}, "recalibrated": {1: {0.5: 0.5}}}
+    fig = reliability_diagram(curves)
+    axes = fig.axes
+    assert len(axes) == 2 and len(axes[0].lines) == 3 and len(axes[1].lines) == 2
+    np.testing.assert_allclose(axes[0].lines[2].get_ydata(), [0.1, 0.3])
