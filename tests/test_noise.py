@@ -220,7 +220,8 @@ def test_recalibration_fixes_an_overconfident_model_along_the_horizon():
     model = _RandomWalk(0.1 / 3)  # three times too confident
     samples = trajectory_samples(model, torch.zeros(3, 2, dtype=torch.float64),
                                  torch.ones(3, 5, 2, dtype=torch.float64), particles=4, seed=1)  # fmt: skip
-    assert samples.shape == (4, 3, 6, 2) and torch.allclose(samples.mean((0, 1))[-1], torch.full((2,), 5.0, dtype=torch.float64), atol=0.1)
+    assert samples.shape == (4, 3, 6, 2)
+    assert torch.allclose(samples.mean((0, 1))[-1], torch.full((2,), 5.0, dtype=torch.float64), atol=0.1)
     again = trajectory_samples(model, torch.zeros(3, 2, dtype=torch.float64),
                                torch.ones(3, 5, 2, dtype=torch.float64), particles=4, seed=1)  # fmt: skip
     assert torch.equal(samples, again)
