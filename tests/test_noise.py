@@ -251,3 +251,35 @@ def test_reliability_diagram_draws_one_curve_per_horizon():
     axes = fig.axes
     assert len(axes) == 2 and len(axes[0].lines) == 3 and len(axes[1].lines) == 2
     np.testing.assert_allclose(axes[0].lines[2].get_ydata(), [0.1, 0.3])
+
+
+def test_planners_judge_plans_on_the_recalibrated_spread():
+    from physwm.control import CEM
+    from physwm.evaluate import Recalibration
+    from physwm.models import Ensemble
+
+    members = [build("explicit", seed=0), build("explicit", seed=1)]
+    with torch.no_grad():
+        members[1].field.raw["length"].fill_(0.7 / members[1].field.constants["length"].scale)
+    ens = Ensemble(members)
+
+    def cost(x, u):
+        return x[..., 2] ** 2  # the pole angle: sensitive to where each particle goes
+
+    x0 = torch.tensor([0.0, 0.0, 0.3, 0.0])
+    u = torch.linspace(-1, 1, 10).reshape(1, 10, 1).repeat(3, 1, 1) * torch.tensor([1.0, 0.0, -1.0])[:, None, None]
+    kw = dict(bounds=(-10, 10), horizon=10, population=8, ensemble="ts", fused=False, progress=False)
+    plain = CEM(ens, cost, **kw).evaluate(x0, u)
+    same = CEM(ens, cost, recalibration=Recalibration((1.0,)), **kw).evaluate(x0, u)
+    torch.testing.assert_close(same, plain)
+    wide = CEM(ens, cost, recalibration=Recalibration((3.0,)), **kw).evaluate(x0, u)
+    with torch.no_grad():
+        trajs = ens.member_rollouts(x0.expand(3, -1), u)  # [2, 3, 11, 4]
+        mean = trajs.mean(0)
+        spread = mean + 3.0 * (trajs - mean)
+        spread[:, :, 0] = trajs[:, :, 0]
+        expected = cost(spread[:, :, 1:], None).sum(-1).mean(0)
+    torch.testing.assert_close(wide, expected)
+    assert (wide > plain).all()  # a wider spread of the angle costs more
+    with pytest.raises(ValueError, match="recalibration needs ensemble='ts'"):
+        CEM(ens, cost, bounds=(-10, 10), recalibration=Recalibration((1.0,)), progress=False)
