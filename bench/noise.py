@@ -13,7 +13,8 @@ nominal physics if better on validation), and reports the largest relative error
 the 100-step normalised RMSE in distribution (``long_horizon``) and the hybrid's advantage over the MLP on the
 same-system extrapolation splits (geometric mean of the ratios, as the study's headline). At 1% noise it
 trains the default ``ensemble`` and reports its calibration error along the horizon (1, 10, 50 steps) in and
-out of distribution, as trained and after recalibration (:class:`physwm.evaluate.Recalibration`, fitted on 40 validation episodes of its own).
+out of distribution, as trained and after recalibration (:class:`physwm.evaluate.Recalibration`, fitted on 40
+validation episodes of its own).
 
     .venv/bin/python bench/noise.py --out data/reference/noise.md --overwrite
 
