@@ -117,9 +117,12 @@ class FitConfig:
             state, physical units; zeros: exact data). With noise, the physical constants are fitted by
             multiple shooting (:func:`~physwm.train.shooting_constants`: segments of ``shooting_horizon``
             transitions with initial states of their own and a continuity penalty, residuals weighted by
-            the noise) instead of the one-step Gauss-Newton prefit and polish, and Adam leaves them alone
-            (the networks of a hybrid train as configured, the constants held): on CartPole with friction at
-            1% noise this identifies every constant within 3% where the one-step loss is 5-12% off.
+            the noise) instead of the one-step Gauss-Newton prefit, and nothing moves them afterwards: Adam
+            leaves them alone (the networks of a hybrid train as configured, the constants held) and there is
+            no polish (a residual trained on noisy data carries the one-step loss's bias, which a polish hands
+            to the constants: the hybrid's largest error went from 1.6% to 4.0% at 1% noise with it,
+            ``bench/noise.py``). On CartPole with friction at 1% noise this identifies every constant within 3%
+            where the one-step loss is 4-12% off.
         shooting_horizon: transitions per segment of that fit (20: 0.4 s of CartPole; 10 and 40 gave the
             same constants to 1%).
 

@@ -436,8 +436,8 @@ class _Run:
         last_state = _state_copy(self.model)
         if diverged or (cfg.restore_best and self.best_epoch is not None):
             self.model.load_state_dict(self.best_state)
-        if self.noise is not None and not diverged and not self.explained:
-            h.polish = self.fit_noisy_constants()
+        if self.noise is not None:
+            pass  # no polish on noisy data: a network trained on it carries its bias, a polish gives it the constants
         elif cfg.polish_steps and not diverged and not self.explained and constants_params(self.model):
             h.polish = self.fit_constants(cfg.polish_steps)
             if h.polish["kept"]:
