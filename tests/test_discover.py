@@ -240,7 +240,7 @@ def test_cartpole_drag_removes_energy_at_the_documented_rate():
     x = torch.tensor([[0.1, 1.5, 0.7, -4.0]], dtype=torch.float64, requires_grad=True)
     u = torch.tensor([[2.0]], dtype=torch.float64)
     grad = torch.autograd.grad(cartpole_energy(x, p).sum(), x)[0]
-    de_dt = float((grad * cartpole_dynamics(x, u, p)).sum())
+    de_dt = float((grad * cartpole_dynamics(x, u, p)).sum().detach())
     v, w = 1.5, -4.0
     expected = (2.0 * v - p.cart_viscous * v**2 - p.cart_coulomb * math.tanh(v / p.coulomb_smoothing) * v
                 - p.pole_damping * w**2 - p.cart_drag * abs(v) ** 3 - p.pole_drag * abs(w) ** 3)  # fmt: skip
