@@ -5,6 +5,7 @@
 * :mod:`.history`: :class:`History`, the record of a run;
 * :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
 * :mod:`.adapt`: :func:`adapt`, few-shot adaptation of a trained model to a changed system;
+* :mod:`.shooting`: :func:`shooting_constants`, multiple shooting on noisy data, and :func:`estimate_obs_noise`;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
 
@@ -14,6 +15,7 @@ from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
 from .constants import gauss_newton_constants, levenberg_marquardt
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
+from .shooting import estimate_obs_noise, identify_noisy_constants, shooting_constants
 
 __all__ = [
     "fit",
@@ -31,4 +33,7 @@ __all__ = [
     "levenberg_marquardt",
     "adapt",
     "Adaptation",
+    "shooting_constants",
+    "estimate_obs_noise",
+    "identify_noisy_constants",
 ]
