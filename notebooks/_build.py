@@ -524,6 +524,85 @@ fig = physwm.plot.episode_figure(episode)
 """),
 ]
 
+
+# -- issue 11: adapting to a changed system ---------------------------------------------------------------
+ADAPTATION = [
+    md("""
+# Adapting to a changed system
+
+A model trained on one CartPole is wrong on a CartPole with a heavier, longer pole: every model trained on
+the original system is. A physics-based model's constants are exactly the few numbers that changed, so a
+handful of transitions of the new system re-identify them (`physwm.adapt`), where an implicit network needs
+far more. While planning, an `AdaptiveController` does the same online, every few control steps.
+"""),
+    code("""
+import math
+import warnings
+
+import torch
+
+import physwm
+from physwm import FRICTION_PARAMS, adapt, build, collect, make_policy
+from physwm.envs import make_env
+from physwm.evaluate import rollout_rmse
+
+torch.set_num_threads(1)
+START = dict(start_low=[-0.5, -0.5, math.pi - 1, -1.0], start_high=[0.5, 0.5, math.pi + 1, 1.0])
+
+
+def data(params, episodes, steps, seed):
+    env = make_env("physwm/CartPole-v0", None, params, terminate=False)
+    return collect(env, make_policy("uniform", force_mag=5.0), episodes, steps, seed, progress=False, **START)
+"""),
+    md("""
+## 1. A model of the original system
+
+The explicit model (CartPole's equations with six learnable constants), fitted on the CartPole with friction.
+"""),
+    code("""
+original = data(FRICTION_PARAMS, 4, 200, 0)
+model = build("explicit")
+physwm.fit(model, original, progress=False, steps=200)
+print({k: round(v, 4) for k, v in model.field.identified().items()})
+"""),
+    md("""
+## 2. The system changes: pole 2x heavier and 1.5x longer
+
+Thirty transitions of the new system are enough to re-identify the constants, with 95% intervals from the
+Gauss-Newton Hessian of the loss. The original model is left as it was.
+"""),
+    code("""
+changed = FRICTION_PARAMS.replace(masspole=0.2, length=0.75)
+few, test = data(changed, 1, 30, 100), data(changed, 2, 200, 200)
+adapted = adapt(model, few)
+print(adapted.adaptation.summary())
+print(f"rmse@100: fixed {rollout_rmse(model, test, 100):.3g}, adapted {rollout_rmse(adapted, test, 100):.3g}")
+"""),
+    md("""
+## 3. Online, while planning
+
+`AdaptiveController` wraps a planner: every 10 steps it refits the constants to the last 50 transitions and
+writes them into the planner's model. Constants a window cannot pin down (a cart at rest says nothing of its
+friction) keep their values, with a warning.
+"""),
+    code("""
+from physwm.control import CEM, AdaptiveController, get_task, run_episode
+
+env = make_env("physwm/CartPole-v0", "balance", changed)
+task = get_task("balance")
+planner = CEM(model, task.cost, bounds=(-10.0, 10.0), population=100, iterations=3, horizon=20, seed=0,
+              terminal_cost=task.terminal_cost, fused=False)
+controller = AdaptiveController(planner, every=10, window=50)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    episode = run_episode(controller, env, task, seed=0, steps=80)
+print(episode.summary())
+for h in controller.history[-3:]:
+    print(h["step"], {k: round(v, 3) for k, v in h["constants"].items()}, "kept:", h["kept"])
+controller.reset()  # the model's constants back to where they were
+"""),
+]
+
 DISCOVERY = [
     md("""
 # Discovering missing physics
@@ -695,6 +774,7 @@ NOTEBOOKS = {
     "extrapolation.ipynb": EXTRAPOLATION,
     "phase_portraits.ipynb": PHASE,
     "own_system.ipynb": OWN_SYSTEM,
+    "adaptation.ipynb": ADAPTATION,
     "discovering_missing_physics.ipynb": DISCOVERY,  # issue 10
     "noise.ipynb": NOISE,
 }

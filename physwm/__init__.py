@@ -40,7 +40,14 @@ from .systems import (  # issue 9: more systems, user systems
     VectorField,
     register_system,
 )
-from .train import FitConfig, History, fit, load_checkpoint, save_checkpoint
+from .train import (
+    FitConfig,
+    History,
+    adapt,  # issue 11: few-shot adaptation to a changed system
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .version import __version__
 
 # Names served by the layers imported on first use: name -> module.
@@ -84,6 +91,7 @@ __all__ = [
     "make_policy",
     "build",
     "fit",
+    "adapt",
     "FitConfig",
     "History",
     "save_checkpoint",

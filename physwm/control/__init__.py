@@ -7,6 +7,7 @@
 * :mod:`.dynamics`: :class:`PlanningModel`, the model as planners see it (compiled where it pays, model
   evaluations counted); :mod:`.derivatives`: the cost's gradients and Hessians;
 * :mod:`.registry`: :data:`PLANNERS` and :func:`make_planner`;
+* :mod:`.adaptive`: :class:`AdaptiveController`, a planner whose model's constants are re-identified online;
 * :mod:`.tasks`: a system's control tasks by name (:func:`get_task`);
 * :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`);
 * :mod:`.imagine`: virtual experience from a model (:func:`imagine`);
@@ -24,6 +25,7 @@ Example::
 """
 
 from ..envs import make_env
+from .adaptive import AdaptiveController
 from .dynamics import PlanningModel
 from .episodes import Episode, PlanningStudy, check_model_fits_env, default_planner_options, planning_study, run_episode
 from .gradient import CEMGD, ILQR, Shooting
@@ -36,6 +38,7 @@ from .tasks import get_task, task_names
 
 __all__ = [
     "Planner",
+    "AdaptiveController",
     "CEM",
     "MPPI",
     "ILQR",

@@ -23,6 +23,7 @@ from ..data import Trajectories
 from ..envs import SystemEnv, env_info, make_env, to_action
 from ..models import WorldModel
 from ..systems import Task
+from .adaptive import AdaptiveController
 from .planners import Planner
 from .registry import make_planner
 from .tasks import get_task
@@ -115,7 +116,8 @@ def run_episode(
     (``u > 0``: push right). Planners get their warm start reset first.
 
     Args:
-        planner: a :class:`Planner` or a callable ``state [n] -> control [m]`` (forces, N).
+        planner: a :class:`Planner`, an :class:`~physwm.control.AdaptiveController` or a callable
+            ``state [n] -> control [m]`` (forces, N).
         env: a gymnasium CartPole environment (see :func:`make_env`).
         task: ``"balance"``, ``"swingup"`` or a :class:`Task` (start states, success, episode length).
         seed: seed of the environment's reset.
@@ -131,7 +133,8 @@ def run_episode(
     info = env_info(env)
     t = get_task(task, info.system)
     env_id, dt, m = info.env_id, info.dt, info.control_dim
-    if isinstance(planner, Planner):
+    planning = isinstance(planner, (Planner, AdaptiveController))
+    if planning:
         check_model_fits_env(planner.model, env)
         planner.reset()
     elif not callable(planner):
@@ -155,14 +158,14 @@ def run_episode(
     states = [np.asarray(base.state, dtype=np.float64).copy()]
     controls, rewards, times, cpu_times, evaluations = [], [], [], [], []
     terminated = False
-    bar = tqdm(total=steps, desc=f"{planner.name if isinstance(planner, Planner) else 'policy'} {t.name}",
+    bar = tqdm(total=steps, desc=f"{planner.name if planning else 'policy'} {t.name}",
                disable=not progress, leave=False)
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         u = planner(states[-1])
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-        if isinstance(planner, Planner):
+        if planning:
             evaluations.append(int(planner.last_info.get("model_evaluations", 0)))
         u = np.asarray(u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else u, dtype=np.float64).reshape(-1)
         if u.shape != (m,) or not np.isfinite(u).all():

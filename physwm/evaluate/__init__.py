@@ -36,6 +36,7 @@ from .chaos import lyapunov_exponent
 from .identifiability import (
     Identifiability,
     UnidentifiableWarning,
+    analyse_jacobian,
     constants_jacobian,
     identifiability,
     learnable_constants,
@@ -108,6 +109,7 @@ __all__ = [
     "uncertainty_metrics",
     "evaluate",
     "identifiability",
+    "analyse_jacobian",
     "Identifiability",
     "UnidentifiableWarning",
     "learnable_constants",

@@ -52,6 +52,7 @@ __all__ = [
     "learnable_constants",
     "loss_residuals",
     "constants_jacobian",
+    "analyse_jacobian",
 ]
 
 #: Two-sided 95% quantile of the normal distribution.
@@ -256,11 +257,14 @@ def identifiability(
         values.append(spec.scale * max(float(mod.raw[name]), spec.floor))
         floors.append(spec.floor * spec.scale)
     names = [n for n, _, _ in consts]
-    return _analyse(J.cpu().numpy(), r0.cpu().numpy(), names, values, scales, floors, resolution, tolerance)
+    return analyse_jacobian(J.cpu().numpy(), r0.cpu().numpy(), names, values, scales, floors, resolution, tolerance)
 
 
-def _analyse(J: np.ndarray, r: np.ndarray, names: list[str], values: list[float], scales: list[float],
+def analyse_jacobian(J: np.ndarray, r: np.ndarray, names: list[str], values: list[float], scales: list[float],
              floors: list[float], resolution: float, tolerance: float) -> Identifiability:  # fmt: skip
+    """The :class:`Identifiability` of constants from the Jacobian ``J [N, p]`` (per unit of ``value / scale``) of
+    residuals ``r [N]`` at the values ``values`` (physical units), with their ``scales`` and lower bounds ``floors``
+    (see :func:`identifiability`, which computes ``J`` and ``r``; callers that already hold them use this)."""
     N, p = J.shape
     scales_a = np.asarray(scales)
     rms = float(np.sqrt(np.mean(r**2))) if N else math.nan

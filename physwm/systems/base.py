@@ -335,7 +335,8 @@ class System(VectorField):
 
     def _register_projection(self) -> None:
         for name, raw in self.raw.items():
-            raw.register_post_accumulate_grad_hook(project_gradient(type(self).constants[name].floor))
+            if raw.requires_grad:  # a frozen constant (requires_grad_(False)) gets no gradient to project
+                raw.register_post_accumulate_grad_hook(project_gradient(type(self).constants[name].floor))
 
     def __setstate__(self, state) -> None:
         # copies (deepcopy, pickle) get new leaf tensors: give them the projection hook again

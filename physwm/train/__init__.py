@@ -4,13 +4,15 @@
 * :mod:`.fit`: the loop (:func:`fit`, :class:`TrainingDiverged`, :class:`TrainingDivergedWarning`);
 * :mod:`.history`: :class:`History`, the record of a run;
 * :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
+* :mod:`.adapt`: :func:`adapt`, few-shot adaptation of a trained model to a changed system;
 * :mod:`.shooting`: :func:`shooting_constants`, multiple shooting on noisy data, and :func:`estimate_obs_noise`;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
 
+from .adapt import Adaptation, adapt
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
-from .constants import gauss_newton_constants
+from .constants import gauss_newton_constants, levenberg_marquardt
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
 from .shooting import estimate_obs_noise, identify_noisy_constants, shooting_constants
@@ -28,6 +30,9 @@ __all__ = [
     "LR_SCHEDULES",
     "OPTIMIZERS",
     "gauss_newton_constants",
+    "levenberg_marquardt",
+    "adapt",
+    "Adaptation",
     "shooting_constants",
     "estimate_obs_noise",
     "identify_noisy_constants",

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..evaluate import constants_jacobian, learnable_constants, loss_residuals
 
-__all__ = ["gauss_newton_constants"]
+__all__ = ["gauss_newton_constants", "levenberg_marquardt"]
 
 
 def _raws(model: nn.Module) -> list[tuple[torch.Tensor, float]]:
@@ -69,7 +69,31 @@ def gauss_newton_constants(
     if max_windows is not None and s.shape[0] > max_windows:
         idx = torch.randperm(s.shape[0], generator=torch.Generator().manual_seed(seed))[:max_windows]
         s, c = s[idx.to(s.device)], c[idx.to(c.device)]
-    s, c = s.double(), c.double()
+    out = levenberg_marquardt(work, s.double(), c.double(), iterations, rtol=rtol)
+    raws = _raws(work)
+    for (target, _), (raw, _) in zip(_raws(model), raws):
+        target.copy_(raw.to(target.dtype))
+    return out
+
+
+@torch.no_grad()
+def levenberg_marquardt(
+    work: nn.Module, states: torch.Tensor, controls: torch.Tensor, iterations: int, *, rtol: float = 1e-6
+) -> dict[str, float]:
+    """Levenberg-Marquardt on the learnable constants of ``work``, in place (the steps of
+    :func:`gauss_newton_constants` without its copy: for callers that keep a float64 model of their own, such as
+    online re-identification).
+
+    Args:
+        work: a float64 model with learnable physical constants (changed in place; networks untouched).
+        states: ``[W, H+1, n]`` float64 windows; controls: ``[W, H, m]``.
+        iterations: at most this many accepted or rejected steps.
+        rtol: stop when a step lowers the loss by less than this fraction.
+
+    Returns:
+        ``{"iterations", "loss_before", "loss_after"}`` (mean square residuals, float64).
+    """
+    s, c = states, controls
     raws = _raws(work)
     for raw, floor in raws:
         raw.clamp_(min=floor)  # below its floor a constant is used as its floor: the same model
@@ -111,6 +135,4 @@ def gauss_newton_constants(
         gain, loss = loss - new, new
         if gain <= rtol * (loss + gain):
             break
-    for (target, _), (raw, _) in zip(_raws(model), raws):
-        target.copy_(raw.to(target.dtype))
     return {"iterations": steps, "loss_before": before, "loss_after": loss}

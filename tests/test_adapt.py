@@ -1,0 +1,167 @@
+"""physwm.adapt (few-shot adaptation to a changed system) and the online AdaptiveController (issue 11)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import physwm
+from physwm import FRICTION_PARAMS, adapt, build, collect
+from physwm.control import CEM, AdaptiveController, get_task, run_episode
+from physwm.envs import make_env
+from physwm.evaluate import UnidentifiableWarning, rollout_rmse
+
+CHANGED = {
+    "heavier_pole": {"masspole": 0.2},
+    "longer_pole": {"length": 0.75},
+    "more_friction": {"cart_viscous": 0.3, "cart_coulomb": 0.3, "pole_damping": 0.015},
+}
+START = dict(start_low=[-0.5, -0.5, math.pi - 1, -1.0], start_high=[0.5, 0.5, math.pi + 1, 1.0])
+
+
+def _data(params, episodes, steps, seed):
+    env = make_env("physwm/CartPole-v0", None, params, terminate=False)
+    return collect(env, physwm.make_policy("uniform", force_mag=5.0), episodes, steps, seed, progress=False, **START)
+
+
+@pytest.fixture(scope="module")
+def original():
+    return _data(FRICTION_PARAMS, 2, 200, 0)
+
+
+def _trained(name, original, **options):
+    """A model that knows the original system exactly (its constants the truth, a hybrid's residual zero),
+    normalised on the original system's data: what a long fit converges to, without the fit."""
+    return _normalise(build(name, FRICTION_PARAMS, **options), original)
+
+
+def _normalise(model, data):
+    s, c = data.states.float(), data.controls.float()
+    model.fit_normalization(s, c)
+    return model
+
+
+@pytest.mark.parametrize("split", list(CHANGED))
+@pytest.mark.parametrize("family", ["explicit", "hybrid"])
+def test_constants_within_2_percent_after_100_transitions(original, split, family):
+    truth = FRICTION_PARAMS.replace(**CHANGED[split])
+    model = _trained(family, original)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnidentifiableWarning)
+        adapted = adapt(model, _data(truth, 1, 100, 100))
+    a = adapted.adaptation
+    assert a.mode == "constants" and a.transitions == 100 and a.horizon == 1
+    for name, value in a.constants.items():
+        t = getattr(truth, name)
+        assert abs(value - t) <= 0.02 * t, (name, value, t)
+        assert a.low[name] <= value <= a.high[name] and math.isfinite(a.std[name])
+    assert a.loss_after < 1e-2 * a.loss_before
+    for k, v in model.state_dict().items():  # the original is untouched
+        assert torch.equal(v, before[k]), k
+
+
+def test_adapted_hybrid_beats_fixed_and_fine_tuned_mlp_after_30_transitions(original):
+    truth = FRICTION_PARAMS.replace(masspole=0.2, length=0.75)
+    hybrid = _trained("hybrid", original)
+    mlp = _normalise(build("mlp"), original)
+    physwm.fit(mlp, original, progress=False, steps=300, seed=0)
+    few, test = _data(truth, 1, 30, 100), _data(truth, 2, 150, 200)
+    adapted = adapt(hybrid, few)
+    tuned = adapt(mlp, few, steps=30)
+    assert tuned.adaptation.mode == "fine-tune" and tuned.adaptation.loss_after < tuned.adaptation.loss_before
+    e_fixed, e_adapted = rollout_rmse(hybrid, test, 100), rollout_rmse(adapted, test, 100)
+    e_mlp = rollout_rmse(tuned, test, 100)
+    assert e_adapted < 0.05 * e_fixed, (e_adapted, e_fixed)
+    assert e_adapted < 0.05 * e_mlp, (e_adapted, e_mlp)
+
+
+def test_constants_and_residual_and_subset(original):
+    truth = FRICTION_PARAMS.replace(masspole=0.2)
+    hybrid = _trained("hybrid", original)
+    few = _data(truth, 1, 30, 100)
+    only = adapt(hybrid, few, params=["masspole"])
+    assert list(only.adaptation.constants) == ["masspole"]
+    assert abs(only.adaptation.constants["masspole"] - 0.2) < 0.01
+    assert only.field.physics.identified()["length"] == pytest.approx(hybrid.field.physics.identified()["length"])
+    tuned = adapt(hybrid, few, residual="tune", steps=20)
+    assert tuned.adaptation.mode == "constants+residual"
+    assert tuned.adaptation.horizon == 10 and tuned.adaptation.loss_after < 0.01 * tuned.adaptation.loss_before
+    changed = [k for k, v in tuned.field.residual.state_dict().items()
+               if not torch.equal(v, hybrid.field.residual.state_dict()[k])]  # fmt: skip
+    assert changed  # the residual moved
+    with pytest.raises(ValueError, match="valid"):
+        adapt(hybrid, few, params=["mass_of_the_moon"])
+    with pytest.raises(ValueError, match="residual"):
+        adapt(hybrid, few, residual="thaw")
+
+
+def test_bad_input_is_a_clear_error(original):
+    model = _trained("explicit", original)
+    few = _data(FRICTION_PARAMS, 1, 30, 100)
+    with pytest.raises(ValueError, match="cannot determine 6 constants"):
+        adapt(model, few.head(3))
+    bad = {"states": torch.zeros(1, 11, 2, dtype=torch.float64), "controls": torch.zeros(1, 10, 1)}
+    with pytest.raises(ValueError, match="state_dim"):
+        adapt(model, bad)
+    s = few.states.clone()
+    s[0, 5, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        adapt(model, {"states": s, "controls": few.controls})
+    with pytest.raises(TypeError, match="Trajectories"):
+        adapt(model, [1, 2, 3])
+
+
+def _window(params, transitions, seed):
+    d = _data(params, 1, transitions, seed)
+    return d.states[0].numpy(), d.controls[0].numpy()
+
+
+def test_online_reidentification_converges_and_keeps_constants_when_ill_conditioned(original):
+    model = _trained("explicit", original)
+    planner = CEM(model, get_task("balance").cost, bounds=(-10.0, 10.0), population=16, iterations=1, fused=False)
+    ctl = AdaptiveController(planner, every=10, window=50)
+    s, c = _window(FRICTION_PARAMS.replace(masspole=0.2), 50, 3)
+    for t in range(50):
+        ctl.observe(s[t], c[t], s[t + 1])
+    for _ in range(3):
+        entry = ctl.reidentify()
+    assert abs(model.field.identified()["masspole"] - 0.2) < 0.004
+    assert entry["loss_after"] <= entry["loss_before"] and entry["cpu_ms"] > 0
+    # a cart at rest, pole upright, no force: nothing is pinned down -> warn, keep every constant
+    ctl.reset()
+    assert model.field.identified()["masspole"] == pytest.approx(0.1, rel=1e-6)
+    for _ in range(20):
+        ctl.observe(np.zeros(4), np.zeros(1), np.zeros(4))
+    before = model.field.identified()
+    with pytest.warns(UnidentifiableWarning, match="keeping their previous values"):
+        entry = ctl.reidentify()
+    assert model.field.identified() == before and not entry["updated"] and len(entry["kept"]) == 6
+    with pytest.raises(ValueError, match="NaN"):
+        ctl.observe(np.array([0.0, np.nan, 0.0, 0.0]), np.zeros(1), np.zeros(4))
+    with pytest.raises(ValueError, match="size 4"):
+        ctl.observe(np.zeros(3), np.zeros(1), np.zeros(4))
+    ctl.reset()
+    with pytest.raises(ValueError, match="min_transitions"):
+        ctl.reidentify()
+
+
+def test_adaptive_controller_needs_constants_and_runs_in_run_episode(original):
+    mlp = build("mlp")
+    with pytest.raises(ValueError, match="no learnable physical constants"):
+        AdaptiveController(CEM(mlp, get_task("balance").cost, bounds=(-10.0, 10.0), population=8))
+    model = _trained("explicit", original)
+    env = make_env("physwm/CartPole-v0", "balance", FRICTION_PARAMS.replace(masspole=0.2))
+    planner = CEM(model, get_task("balance").cost, bounds=(-10.0, 10.0), population=64, iterations=2, fused=False,
+                  horizon=15)  # fmt: skip
+    ctl = AdaptiveController(planner, every=10, window=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnidentifiableWarning)
+        ep = run_episode(ctl, env, "balance", seed=0, steps=40)
+    assert ep.steps == 40 and not ep.terminated
+    assert [h["step"] for h in ctl.history] == [20, 30]  # from min_transitions = 12 on, every 10 steps
+    assert ep.model_evaluations.shape == (40,)
