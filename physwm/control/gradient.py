@@ -11,7 +11,8 @@ a few 4x4 matrix products per step) run in float64 NumPy, which is faster than t
   al. 2012): linearise the model along the plan, solve the time-varying LQR problem of the cost's
   second-order expansion backwards in time, and roll the model forward in closed loop with the new gains,
   trying several step sizes at once (one batched rollout); controls beyond the bounds are clipped and
-  get no feedback.
+  get no feedback. With ``warm_iterations`` it runs real-time iterations once warm-started: one (or a few)
+  iterations per control step along the previous step's shifted prediction, with no open-loop rollout.
 * :class:`Shooting`: Adam on the control sequence, from ``restarts`` starts at once (the warm-started plan
   and perturbations of it), the gradient by the adjoint recursion
   ``lambda_t = A_t^T (dJ/dx_{t+1} + lambda_{t+1})``, ``dJ/du_t = dcost/du_t + B_t^T (dJ/dx_{t+1} +
