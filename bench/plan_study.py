@@ -1,7 +1,8 @@
 """Closed-loop planning study: success rates of every planner with several world models over seeds.
 
 Planners: ``cem`` (population 500, horizon from the task, 5 iterations, 50 elites, warm start; the table's
-original rows), and the gradient-based ones with their defaults: ``ilqr`` (5 iterations, 5 step sizes),
+original rows), ``mppi`` (population 500, 1 iteration), and the gradient-based ones with their defaults:
+``ilqr`` (5 iterations, 5 step sizes), ``ilqr_rt`` (iLQR with real-time iterations: ``warm_iterations=1``),
 ``shooting`` (4 restarts x 10 Adam steps) and ``cem_gd`` (CEM 100 x 3 iterations, then 5 Adam steps). ODE
 models are planned on compiled rollouts (the default where a C++ compiler is found).
 
@@ -41,10 +42,15 @@ from planning_models import make_models
 import physwm
 from physwm.control import planning_study
 
-PLANNER_OPTIONS = {"cem": {"population": 500, "iterations": 5, "elites": 50}, "ilqr": {}, "shooting": {},
-                   "cem_gd": {}}
-QUICK_OPTIONS = {"cem": {"population": 100, "iterations": 3, "elites": 10}, "ilqr": {"iterations": 2},
-                 "shooting": {"restarts": 2, "iterations": 3}, "cem_gd": {"population": 30, "gd_iterations": 2}}
+#: table row name -> (planner, options); QUICK_OPTIONS: the smoke run's
+PLANNER_OPTIONS = {"cem": ("cem", {"population": 500, "iterations": 5, "elites": 50}), "mppi": ("mppi", {}),
+                   "ilqr": ("ilqr", {}), "ilqr_rt": ("ilqr", {"warm_iterations": 1}), "shooting": ("shooting", {}),
+                   "cem_gd": ("cem_gd", {})}
+QUICK_OPTIONS = {"cem": ("cem", {"population": 100, "iterations": 3, "elites": 10}),
+                 "mppi": ("mppi", {"population": 100}), "ilqr": ("ilqr", {"iterations": 2}),
+                 "ilqr_rt": ("ilqr", {"iterations": 2, "warm_iterations": 1}),
+                 "shooting": ("shooting", {"restarts": 2, "iterations": 3}),
+                 "cem_gd": ("cem_gd", {"population": 30, "gd_iterations": 2})}
 
 
 def main() -> None:
@@ -64,15 +70,15 @@ def main() -> None:
     studies = []
 
     def run(models, env_id, task, seeds):
-        for planner in args.planners:
-            study = planning_study(models, env_id, task, seeds=range(seeds), planner=planner,
-                                   planner_options=options[planner])
-            print(study.table(), flush=True)
-            studies.append(study)
+        for row in args.planners:
+            planner, opts = options[row]
+            study = planning_study(models, env_id, task, seeds=range(seeds), planner=planner, planner_options=opts)
+            print(f"[{row}]\n{study.table()}", flush=True)
+            studies.append((row, study))
 
     print("== balance on gymnasium CartPole-v1 with the explicit model ==")
     run(make_models("balance", ["explicit"]), "CartPole-v1", "balance", args.balance_seeds)
-    explicit = [st for st in studies if st.planner == "cem"]
+    explicit = [st for row, st in studies if row == "cem"]
     for st in explicit:
         failed = [e.seed for e in st.episodes["explicit"] if not e.success]
         print(f"cem: failed seeds: {failed or 'none'}; max |x| over episodes: "
@@ -100,8 +106,10 @@ def _write_markdown(path, studies, seconds: float, overwrite: bool) -> None:
         f"physwm {physwm.__version__}; regenerate with `python bench/plan_study.py --out {path} --overwrite` "
         f"({seconds:.0f} s here, 2 cores shared with other jobs: the timings are noisy). Planners: CEM (population "
         "500, horizon 30 for balance and 40 for swing-up, 5 iterations, 50 elites, warm start) and the "
-        "gradient-based ones with their defaults (iLQR 5 iterations; shooting 4 restarts x 10 Adam steps; "
-        "cem_gd: CEM 100 x 3, then 5 Adam steps). ODE models (explicit, nominal, hybrid) plan on compiled "
+        "gradient-based ones with their defaults (iLQR 5 iterations; ilqr_rt: iLQR with one real-time iteration "
+        "per step after the first, `warm_iterations=1`; shooting 4 restarts x 10 Adam steps; "
+        "cem_gd: CEM 100 x 3, then 5 Adam steps), and MPPI (population 500, 1 iteration). ODE models (explicit, "
+        "nominal, hybrid) plan on compiled "
         "rollouts. Model evaluations: predicted plus differentiated transitions per control step. See the "
         "script's docstring for the tasks, the models and their training data.",
         "",
@@ -110,10 +118,10 @@ def _write_markdown(path, studies, seconds: float, overwrite: bool) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     order = {name: i for i, name in enumerate(PLANNER_OPTIONS)}
-    for st in sorted(studies, key=lambda st: (st.task != "balance", order[st.planner])):
+    for row, st in sorted(studies, key=lambda rs: (rs[1].task != "balance", order[rs[0]])):
         for name, s in st.summary().items():
             n = s["episodes"]
-            lines.append(f"| {st.task} | {st.env_id} | {name} | {st.planner} | {s['success_rate'] * n:.0f}/{n} | "
+            lines.append(f"| {st.task} | {st.env_id} | {name} | {row} | {s['success_rate'] * n:.0f}/{n} | "
                          f"{s['return_mean']:.1f} +- {s['return_std']:.1f} | "
                          f"{s['plan_ms_mean']:.1f}, {s['plan_ms_p95']:.1f} | {s['evals_per_step']:.0f} |")
     atomic_write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)

@@ -117,16 +117,19 @@ def test_closed_loop_and_jacobian_kernels_match_the_eager_functions():
 
 @pytest.mark.compiles
 @pytest.mark.skipif(not real_compile_available(), reason="torch.compile's C++ backend needs a C++ compiler")
-@pytest.mark.parametrize("planner", ["cem", "ilqr"])
+@pytest.mark.parametrize("planner", ["cem", "ilqr", "ilqr_rt"])
 def test_fused_planning_is_automatic_and_gives_the_eager_actions(planner):
     # One explicit Euler CartPole with friction (continuous forces, so actions are compared as numbers).
     model = explicit(CartPoleParams(cart_viscous=0.1, pole_damping=0.005))
     opts = {"bounds": (-10.0, 10.0), "horizon": 16, "seed": 0, "progress": False}
     # CEM: the open-loop rollout kernel; iLQR: that one (batch 1), the Jacobians and the closed-loop rollout
-    opts.update({"cem": {"population": 64, "iterations": 3}, "ilqr": {"iterations": 3}}[planner])
+    # (ilqr_rt: real-time iterations after the first step, the closed-loop kernel at one more batch size)
+    opts.update({"cem": {"population": 64, "iterations": 3}, "ilqr": {"iterations": 3},
+                 "ilqr_rt": {"iterations": 3, "warm_iterations": 1}}[planner])
     terminal = balance_terminal_cost()
-    fused = make_planner(planner, model, balance_cost, terminal_cost=terminal, **opts)
-    eager = make_planner(planner, model, balance_cost, terminal_cost=terminal, fused=False, **opts)
+    name = planner.removesuffix("_rt")
+    fused = make_planner(name, model, balance_cost, terminal_cost=terminal, **opts)
+    eager = make_planner(name, model, balance_cost, terminal_cost=terminal, fused=False, **opts)
     assert fused.dynamics.fused and not eager.dynamics.fused  # picked by default where a compiler is found
     x = X0.copy()
     for _ in range(3):

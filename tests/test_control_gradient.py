@@ -163,6 +163,34 @@ def test_ilqr_respects_the_bounds_and_stays_optimal_among_feasible_plans():
     assert c_ilqr <= c_cem * (1 + 1e-3), (c_ilqr, c_cem)
 
 
+def test_ilqr_real_time_iterations_reuse_the_shifted_trajectory():
+    model = double_integrator()
+    H, n = 10, 2
+    x0 = torch.tensor([1.0, -0.5], dtype=F64)
+    p = ILQR(model, quadratic_cost, bounds=(-20.0, 20.0), horizon=H, iterations=3, warm_iterations=1)
+    u0 = p.act(x0)  # the first step: a rollout of the plan, then up to 3 iterations
+    assert p.last_info["model_evaluations"] == H + p.last_info["iterations"] * (H * (1 + n) + len(p.alphas) * H)
+    x1 = model.step(x0[None], u0[None])[0] + torch.tensor([0.05, -0.02], dtype=F64)  # the start moved
+    plan = p.optimize(x1)
+    # one iteration along the shifted prediction: no rollout, the step sizes and alpha = 0 in closed loop
+    assert p.last_info["iterations"] == 1
+    assert p.last_info["model_evaluations"] == H * (1 + n) + (len(p.alphas) + 1) * H
+    # linear dynamics, quadratic cost: one Newton step from any reference is the optimum from the new start
+    cost = float(quadratic_cost(model.rollout(x1[None], plan[None])[0, 1:], plan).sum())
+    best = optimal_cost(model, x1, H)
+    assert abs(cost - best) <= 1e-9 * best, (cost, best)
+    assert abs(p.last_info["cost"] - best) <= 1e-9 * best
+    p.reset()  # forgets the trajectory: the next step rolls the plan out again
+    p.optimize(x1)
+    assert p.last_info["model_evaluations"] == H + p.last_info["iterations"] * (H * (1 + n) + len(p.alphas) * H)
+    q = ILQR(model, quadratic_cost, bounds=(-20.0, 20.0), horizon=H, iterations=1)  # without: always a rollout
+    q.act(x0)
+    q.optimize(x1)
+    assert q.last_info["model_evaluations"] == H + H * (1 + n) + len(q.alphas) * H
+    with pytest.raises(ValueError, match="warm_iterations must be an integer >= 1"):
+        ILQR(model, quadratic_cost, bounds=(-20.0, 20.0), warm_iterations=0)
+
+
 def test_model_evaluations_are_counted_per_control_step():
     model = ODEModel(CartPole(), integrator="euler")
     x0 = np.array([0.0, 0.1, 0.05, -0.1])

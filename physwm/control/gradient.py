@@ -11,7 +11,8 @@ a few 4x4 matrix products per step) run in float64 NumPy, which is faster than t
   al. 2012): linearise the model along the plan, solve the time-varying LQR problem of the cost's
   second-order expansion backwards in time, and roll the model forward in closed loop with the new gains,
   trying several step sizes at once (one batched rollout); controls beyond the bounds are clipped and
-  get no feedback.
+  get no feedback. With ``warm_iterations`` it runs real-time iterations once warm-started: one (or a few)
+  iterations per control step along the previous step's shifted prediction, with no open-loop rollout.
 * :class:`Shooting`: Adam on the control sequence, from ``restarts`` starts at once (the warm-started plan
   and perturbations of it), the gradient by the adjoint recursion
   ``lambda_t = A_t^T (dJ/dx_{t+1} + lambda_{t+1})``, ``dJ/du_t = dcost/du_t + B_t^T (dJ/dx_{t+1} +
@@ -213,14 +214,27 @@ class ILQR(Planner):
     step size in ``alphas`` at once. The search stops early once an iteration improves the cost by less
     than ``tolerance`` (relative). See :class:`~physwm.control.planners.Planner` for the shared arguments.
 
+    Real-time iterations (``warm_iterations``): once warm-started (after the first :meth:`act` since
+    :meth:`reset`), a step runs ``warm_iterations`` iterations, and the first of them linearises along the
+    previous step's predicted trajectory shifted by one step (the Jacobians' kernel also predicts its new
+    last state) instead of rolling the shifted plan out again from the measured state: its closed-loop
+    forward pass starts from the measured state, the feedback term absorbing the difference, and also tries
+    ``alpha = 0`` (the previous plan under feedback), so the step keeps the best of the candidates even when
+    no step size improves on it. Model-predictive control runs one iteration per control step this way
+    (Diehl et al. 2005), with no open-loop rollout at all.
+
     Args:
-        iterations: iLQR iterations per control step.
+        iterations: iLQR iterations per control step (the first step, or every step without
+            ``warm_iterations``).
         alphas: step sizes of the forward pass's feedforward term, tried in one batched rollout.
         mu: initial regularisation (kept between control steps).
         tolerance: relative cost improvement below which the search stops.
+        warm_iterations: iterations per warm-started step, as real-time iterations (see above); ``None``
+            (default): ``iterations``, each step starting from a rollout of the shifted plan.
 
     Model evaluations per control step: ``horizon`` (the warm start's rollout) plus, per iteration,
-    ``horizon * (1 + n)`` (Jacobians) and ``len(alphas) * horizon`` (the forward pass).
+    ``horizon * (1 + n)`` (Jacobians) and ``len(alphas) * horizon`` (the forward pass); a real-time
+    iteration has no rollout and ``len(alphas) + 1`` forward rollouts.
     """
 
     name = "ilqr"
@@ -228,7 +242,7 @@ class ILQR(Planner):
 
     def __init__(self, model: WorldModel, cost: Cost, *, bounds: tuple[Any, Any], horizon: int = 30,
                  iterations: int = 5, alphas: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.03),
-                 mu: float = 1e-3, tolerance: float = 1e-4, **kwargs: Any):
+                 mu: float = 1e-3, tolerance: float = 1e-4, warm_iterations: int | None = None, **kwargs: Any):
         _no_ts(kwargs, "ILQR")
         super().__init__(model, cost, bounds=bounds, horizon=horizon, population=1, iterations=iterations, **kwargs)
         alphas = tuple(float(a) for a in alphas)
@@ -239,30 +253,59 @@ class ILQR(Planner):
         self.mu = self.mu0
         self.tolerance = finite_float(tolerance, "tolerance", nonnegative=True)
         self.mu_min, self.mu_max, self.mu_factor = 1e-8, 1e8, 4.0
+        self.warm_iterations = None if warm_iterations is None else positive_int(warm_iterations, "warm_iterations")
+        self.reference: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         super().reset()
         self.mu = getattr(self, "mu0", 1e-3)
+        self.reference = None  # the last plan's predicted (states, controls); shifted by act
+
+    def _shift(self) -> None:
+        super()._shift()
+        ref = getattr(self, "reference", None)
+        if ref is not None:
+            self.reference = (ref[0][1:], self.plan)  # x_1 .. x_H of the last plan; the shifted plan
+
+    def _warm_reference(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The shifted previous trajectory ``(states [H, n], controls [H, m])`` if this step runs real-time
+        iterations (``warm_iterations`` set, a plan predicted since :meth:`reset`, the plan not replaced)."""
+        ref = self.reference
+        if self.warm_iterations is None or ref is None or ref[0].shape[0] != self.horizon:
+            return None
+        return ref if torch.equal(ref[1], self.plan) else None
 
     def _backward(self, A: np.ndarray, B: np.ndarray, d: tuple[np.ndarray, ...], u: np.ndarray,
                   mu: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Feedforward ``k [H, m]`` and gains ``K [H, m, n]``, or None if a control Hessian is not positive
-        definite at this ``mu``."""
+        definite at this ``mu``.
+
+        With ``z_t = (x_t, u_t)`` and ``M_t = [[A_t, B_t], [0, I]]`` (the map from ``z_t`` to
+        ``(x_{t+1}, u_t)``, on which the step's cost is charged), the Q-function's expansion is
+        ``Q_zz = M_t^T (G_t + V_xx') M_t`` and ``q_z = M_t^T (g_t + v_x')`` (``G_t``, ``g_t``: the cost's
+        Hessian and gradient in ``(x_{t+1}, u_t)``; the cost-to-go ``v_x', V_xx'`` added on the state block),
+        and the cost-to-go of the (clipped) control law ``Z_t = [I; K_t]`` is ``V_xx = Z^T Q_zz Z``,
+        ``v_x = Z^T (q_z + Q_zu k_t)``: the formulas of Tassa et al. (2012) as a few products of
+        ``(n + m)``-square matrices per step.
+        """
         gx, gu, gxx, guu, gux = d
         H, n, m = B.shape
         low, high = _np(self.low), _np(self.high)
+        M = np.zeros((H, n + m, n + m))
+        M[:, :n, :n], M[:, :n, n:], M[:, n:, n:] = A, B, np.eye(m)
+        Mt = M.transpose(0, 2, 1).copy()
+        G = np.zeros((H, n + m, n + m))
+        G[:, :n, :n], G[:, n:, n:], G[:, n:, :n], G[:, :n, n:] = gxx, guu, gux, gux.transpose(0, 2, 1)
+        g = np.concatenate((gx, gu), axis=1)  # [H, n + m]
         k, K = np.zeros((H, m)), np.zeros((H, m, n))
-        vx, vxx = np.zeros(n), np.zeros((n, n))
-        eye = np.eye(m)
+        Z = np.zeros((n + m, n))
+        Z[:n] = np.eye(n)
+        mu_eye = mu * np.eye(m)
         for t in range(H - 1, -1, -1):
-            At, Bt = A[t], B[t]
-            wx, wxx = gx[t] + vx, gxx[t] + vxx  # the cost-to-go as a function of x_{t+1}
-            qx, qu = At.T @ wx, Bt.T @ wx + gu[t]
-            wxxA = wxx @ At
-            qxx = At.T @ wxxA
-            quu = Bt.T @ wxx @ Bt + guu[t] + Bt.T @ gux[t].T + gux[t] @ Bt
-            qux = Bt.T @ wxxA + gux[t] @ At
-            inv = _spd_inverse(quu + mu * eye)
+            Q = Mt[t] @ G[t] @ M[t]
+            q = Mt[t] @ g[t]
+            quu, qux, qu = Q[n:, n:], Q[n:, :n], q[n:]
+            inv = _spd_inverse(quu + mu_eye)
             if inv is None:
                 return None
             kt, Kt = -inv @ qu, -inv @ qux
@@ -271,31 +314,41 @@ class ILQR(Planner):
             kt = target - u[t]
             Kt[clipped] = 0.0  # controls at a bound get no feedback
             k[t], K[t] = kt, Kt
-            vx = qx + Kt.T @ quu @ kt + Kt.T @ qu + qux.T @ kt
-            vxx = qxx + Kt.T @ quu @ Kt + Kt.T @ qux + qux.T @ Kt
+            Z[n:] = Kt
+            vxx = Z.T @ Q @ Z
             vxx = (vxx + vxx.T) / 2
+            vx = Z.T @ (q + Q[:, n:] @ kt)
+            if t:  # the cost-to-go of x_t enters step t - 1's expansion
+                G[t - 1, :n, :n] += vxx
+                g[t - 1, :n] += vx
         return k, K
 
     def _forward(self, x0: torch.Tensor, states: torch.Tensor, u: torch.Tensor, k: np.ndarray,
-                 K: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+                 K: np.ndarray, alphas: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Closed-loop rollouts ``u = clip(u_hat + alpha k + K (x - x_hat))``, one per alpha, in one batch."""
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(dtype=self.dtype, device=self.device)
 
-        alphas = torch.tensor(self.alphas, dtype=self.dtype, device=self.device)[:, None]
-        return self.dynamics.feedback_rollout(x0.expand(len(self.alphas), -1), states[:-1], u, t(k), t(K), alphas,
+        a = torch.tensor(alphas, dtype=self.dtype, device=self.device)[:, None]
+        return self.dynamics.feedback_rollout(x0.expand(len(alphas), -1), states[:-1], u, t(k), t(K), a,
                                               self.low, self.high)
 
     def _optimize(self, x0: torch.Tensor) -> torch.Tensor:
-        u = self.plan.clamp(self.low, self.high)
-        states = self.dynamics.step_rollout(x0[None], u[None])
-        cost = float(self._checked_costs(plan_cost(self.cost, self.terminal_cost, states, u[None]), 0)[0])
-        states, n, m = states[0], self.state_dim, self.control_dim
-        H = self.horizon
+        n, m, H = self.state_dim, self.control_dim, self.horizon
+        reference = self._warm_reference()
+        if reference is None:
+            u = self.plan.clamp(self.low, self.high)
+            states = self.dynamics.step_rollout(x0[None], u[None])
+            cost = float(self._checked_costs(plan_cost(self.cost, self.terminal_cost, states, u[None]), 0)[0])
+            states, iterations = states[0], self.iterations
+        else:  # real-time iteration: linearise along the shifted previous trajectory, no rollout
+            (states, u), cost, iterations = reference, math.inf, self.warm_iterations
         done = 0
-        for _ in range(self.iterations):
+        for _ in range(iterations):
             done += 1
-            _, A, B = self.dynamics.jacobians(states[:-1], u)
+            y, A, B = self.dynamics.jacobians(states if done == 1 and reference is not None else states[:-1], u)
+            if done == 1 and reference is not None:
+                states = torch.cat((states[:1], y))  # the reference's x_0 .. x_H (the kernel predicts x_H)
             d = cost_hessians(self.cost, self.terminal_cost, states, u)[1:]
             d = tuple(_np(a) for a in d)
             A, B = _np(A).reshape(H, n, n), _np(B).reshape(H, n, m)
@@ -306,11 +359,23 @@ class ILQR(Planner):
                     self.mu *= self.mu_factor
             if gains is None:
                 break
-            xs, us = self._forward(x0, states, u, *gains)
+            rti = done == 1 and reference is not None
+            alphas = self.alphas + (0.0,) if rti else self.alphas
+            xs, us = self._forward(x0, states, u, *gains, alphas)
             costs = plan_cost(self.cost, self.terminal_cost, xs, us)
             costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, math.inf))
             j = int(torch.argmin(costs))
             new = float(costs[j])
+            if rti:  # the start moved: keep the best candidate; alpha = 0 best counts as no improvement
+                if not math.isfinite(new):
+                    raise ValueError("ILQR: every closed-loop rollout from the state diverged (the model's predictions "
+                                     "or the cost are NaN or inf)")
+                states, u, cost = xs[j], us[j], new
+                if j == len(alphas) - 1:
+                    self.mu = min(self.mu_max, self.mu * self.mu_factor)
+                else:
+                    self.mu = max(self.mu_min, self.mu / self.mu_factor)
+                continue
             if new < cost:
                 improvement = (cost - new) / max(abs(cost), 1e-12)
                 states, u, cost = xs[j], us[j], new
@@ -322,6 +387,7 @@ class ILQR(Planner):
                 if self.mu > self.mu_max:
                     break
         self.last_info = {"cost": cost, "iterations": done, "mu": self.mu}
+        self.reference = (states, u)  # [H+1, n], [H, m]; act shifts it to the next step's reference
         return u
 
     def _extra_repr(self) -> str:
