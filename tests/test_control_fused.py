@@ -28,6 +28,7 @@ from physwm.integrators import (
 from physwm.integrators.compiled import compile_available as real_compile_available
 from physwm.models import Ensemble, ODEModel, build
 from physwm.systems.cartpole import balance_cost, balance_terminal_cost
+from physwm.train.adapt import constant_paths, constant_raw
 
 X0 = np.array([0.1, -0.2, 0.08, 0.3])
 
@@ -120,7 +121,7 @@ def test_closed_loop_and_jacobian_kernels_match_the_eager_functions():
 @pytest.mark.parametrize("planner", ["cem", "ilqr", "ilqr_rt"])
 def test_fused_planning_is_automatic_and_gives_the_eager_actions(planner):
     # One explicit Euler CartPole with friction (continuous forces, so actions are compared as numbers).
-    model = explicit(CartPoleParams(cart_viscous=0.1, pole_damping=0.005))
+    model = ODEModel(CartPole(CartPoleParams(cart_viscous=0.1, pole_damping=0.005), learnable=("masspole",)), "euler")
     opts = {"bounds": (-10.0, 10.0), "horizon": 16, "seed": 0, "progress": False}
     # CEM: the open-loop rollout kernel; iLQR: that one (batch 1), the Jacobians and the closed-loop rollout
     # (ilqr_rt: real-time iterations after the first step, the closed-loop kernel at one more batch size)
@@ -135,9 +136,14 @@ def test_fused_planning_is_automatic_and_gives_the_eager_actions(planner):
     for _ in range(3):
         a, b = fused.act(x), eager.act(x)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float32 round-off, through a few iterations
-        x = model.step(torch.as_tensor(x, dtype=torch.float32)[None], b[None])[0].double().numpy()
+        x = model.step(torch.as_tensor(x, dtype=torch.float32)[None], b[None])[0].detach().double().numpy()
     kernels = fused.dynamics._kernel
     assert kernels and all(k.compiled for k in kernels.values()), kernels
+    # constants changed in place (as AdaptiveController re-identifies them) reach the compiled kernels too
+    ((_, path, name),) = constant_paths(model)
+    with torch.no_grad():
+        constant_raw(model, path, name).mul_(3.0)
+    torch.testing.assert_close(fused.act(x), eager.act(x), rtol=1e-4, atol=1e-4)
 
 
 def test_imagine_compiles_only_where_it_pays(monkeypatch):
