@@ -25,6 +25,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import torch
+
 import physwm.studies.runner as runner
 from physwm.studies import default_config, run_study
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as the study's workers run (its `threads`); idle threads would spin on CPU time
     full = default_config()
     cfg = dataclasses.replace(
         full, models=[full.model(name) for name in ROWS], seeds=list(range(args.seeds)), workers=1, figures=False,
