@@ -33,7 +33,8 @@ def _api_page(title: str, modules: list[str], intro: str = "") -> str:
 def _pages() -> dict[str, str]:
     pages = {f"api/{p}.md": _api_page(f"physwm.{p}", [f"physwm.{p}", *_modules(p)]) for p in PACKAGES}
     pages["api/envs.md"] = _api_page("physwm.envs", ["physwm.envs", "physwm.vector_envs"])
-    pages["api/physwm.md"] = _api_page("physwm", ["physwm", "physwm.checks", "physwm.files", "physwm.cli"])
+    pages["api/physwm.md"] = _api_page("physwm", ["physwm", "physwm.checks", "physwm.files", "physwm.cli",
+                                                  "physwm.discover"])
     return pages
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
 from .deploy import export, load_exported, quantize
+from .discover import discover  # issue 10: discovering missing physics
 from .integrators import (
     RK4,
     Adaptive,
@@ -90,6 +91,7 @@ __all__ = [
     "export",
     "load_exported",
     "quantize",
+    "discover",
     *_LAZY,
 ]
 

@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_fields",
     "module_dtype_device",
+    "noise_levels",
 ]
 
 
@@ -113,3 +114,27 @@ def module_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.dev
         if t.is_floating_point():
             return t.dtype, t.device
     return torch.get_default_dtype(), torch.device("cpu")
+
+
+def noise_levels(value: Any, name: str, n: int) -> np.ndarray:
+    """Noise levels as a float64 ``[n]`` vector: a scalar (the same for every dimension) or ``n`` numbers, each
+    finite and ``>= 0``.
+
+    Raises:
+        ValueError: naming ``name``: not numbers, the wrong length, NaN/inf or a negative entry.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number or {n} numbers, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number or {n} numbers (one per dimension), got {value!r}") from err
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be a number or {n} numbers (one per dimension), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0, got {arr.tolist()}")
+    return arr

@@ -20,6 +20,7 @@ from .control import PLANNERS, check_model_fits_env, default_planner_options, ge
 from .control import task_names as _task_names
 from .control.registry import planner_options
 from .data import POLICIES, Trajectories, collect, make_policy
+from .discover import discover
 from .envs import ENV_IDS, env_info, make_env
 from .files import atomic_write_text
 from .integrators import INTEGRATOR_NAMES
@@ -523,6 +524,48 @@ def _run_plan(args) -> int:
     for f in files:
         print(f"wrote {out / f}")
     return 0 if episode.success else 1
+
+
+# --- discover (physwm.discover; issue 10) ---
+
+
+@command
+def _add_discover(sub) -> None:
+    p = sub.add_parser(
+        "discover",
+        help="discover the missing physics as equations (sparse regression on the system's library)",
+        description="Regress what the known physics misses on the system's candidate terms, refit the kept "
+        "coefficients with the physical constants, and print the equations with bootstrap inclusion "
+        "probabilities and 95%% intervals. Starts from a fitted hybrid or explicit model (--model, a checkpoint "
+        "from `physwm train`) or from the system's nominal physics.",
+    )
+    p.add_argument("--data", required=True, help="Trajectories .npz file (the training data)")
+    p.add_argument("--model", default=None, help="checkpoint of a fitted hybrid/explicit model (default: none)")
+    p.add_argument("--system", default=None, choices=sorted(SYSTEMS),
+                   help="system when no --model is given (default: the data's, else the default system)")
+    p.add_argument("--threshold", type=float, default=None, help="relative threshold (default: by held-out error)")
+    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples (default 20; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the bootstrap and the refit (default 0)")
+    p.add_argument("--out", default=None, help="write the discovered model's checkpoint here (.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_run_discover)
+
+
+def _run_discover(args) -> int:
+    if args.out is not None and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    data = Trajectories.load(args.data)
+    options = {"threshold": args.threshold, "bootstrap_samples": args.bootstrap, "seed": args.seed}
+    if args.model is not None:
+        model = discover(load_checkpoint(args.model)[0], data, **options)
+    else:
+        system = args.system or data.meta.get("system", DEFAULT_SYSTEM.name)
+        model = discover(data, system=system, **options)
+    print(model.discovery.format())
+    if args.out is not None:
+        save_checkpoint(args.out, model, overwrite=args.overwrite)
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

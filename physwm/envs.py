@@ -72,6 +72,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .checks import noise_levels
 from .integrators import ADAPTIVE_METHODS, Integrator, get_integrator
 from .systems import (
     BUILTIN_SYSTEMS,
@@ -195,6 +196,9 @@ class SystemEnv(gymnasium.Env):
             instance) and 1 or ``None`` for adaptive integrators.
         terminate: end episodes at the system's failure condition (True) or never (False).
         render_mode: only ``None`` is supported.
+        obs_noise: standard deviations of Gaussian observation noise (physical units, a scalar or one per
+            state; drawn from the environment's seeded generator): the observation is the state plus noise,
+            ``state`` stays exact. ``None`` (default): the exact state.
 
     Attributes:
         state: exact float64 state ``[n]``.
@@ -211,9 +215,11 @@ class SystemEnv(gymnasium.Env):
         substeps: int | None = None,
         terminate: bool = True,
         render_mode: str | None = None,
+        obs_noise: float | Any | None = None,
     ):
         super().__init__()
         cls = self.system
+        self.obs_noise = None if obs_noise is None else noise_levels(obs_noise, "obs_noise", cls.state_dim)
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r} is not supported; valid: [None]")
         self.render_mode = None
@@ -259,7 +265,27 @@ class SystemEnv(gymnasium.Env):
             state = self.np_random.uniform(low=low, high=high, size=(n,))
         self.state = np.asarray(state, dtype=np.float64)
         self._steps_beyond_terminated = None
-        return self.state.astype(np.float32), {}
+        return self._observation(), {}
+
+    def _observation(self) -> np.ndarray:
+        """The observation: the state as float32, plus the observation noise if any."""
+        if self.obs_noise is None:
+            return self.state.astype(np.float32)
+        return (self.state + self.np_random.standard_normal(self.state.shape) * self.obs_noise).astype(np.float32)
+
+    def set_params(self, params: Parameters) -> None:
+        """Change the constants from the next step on (the integrator is kept; per-episode jitter of the
+        constants, :class:`physwm.data.ProcessNoise`).
+
+        Raises:
+            TypeError: ``params`` is not the system's ``Params``.
+            ValueError: the new constants change the control period.
+        """
+        params = env_params(self.system, params)
+        if abs(self.system.control_period(params) - self.dt) > 1e-12:
+            raise ValueError(f"set_params cannot change the control period dt = {self.dt} s")
+        self.params, self.field = params, self.system(params)
+        self._low, self._high = self.system.control_bounds(params)
 
     def _control(self, action: Any) -> np.ndarray:
         m = self.system.control_dim
@@ -309,7 +335,7 @@ class SystemEnv(gymnasium.Env):
                     )
                 self._steps_beyond_terminated += 1
                 reward = 0.0
-        return self.state.astype(np.float32), reward, terminated, False, self._info(control)
+        return self._observation(), reward, terminated, False, self._info(control)
 
     def _info(self, control: np.ndarray) -> dict:
         info: dict[str, Any] = {"control": control}

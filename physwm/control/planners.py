@@ -76,6 +76,9 @@ class Planner:
         ensemble: for ensembles, ``"mean"`` (plan on the ensemble's own ``rollout``) or ``"ts"``
             (PETS trajectory sampling over members, see the module docstring).
         particles: particles per candidate for ``ensemble="ts"`` (default: the number of members).
+        recalibration: for ``ensemble="ts"``, a :class:`physwm.evaluate.Recalibration` (anything with its
+            ``inflate(samples [K, ..., T+1, n])``): each candidate's particles are spread about their mean by
+            the factor of their step before the cost is charged, so the plan is judged on a calibrated spread.
         nonfinite: ``"raise"`` (default): a NaN/inf cost is a ValueError; ``"worst"``: candidates with
             non-finite cost rank last (for learned models that blow up on a few wild sequences).
         seed: int seed or a ``torch.Generator`` for the sampling noise.
@@ -118,6 +121,7 @@ class Planner:
         action_levels: Sequence[float] | None = None,
         ensemble: str = "mean",
         particles: int | None = None,
+        recalibration: Any = None,
         nonfinite: str = "raise",
         seed: int | torch.Generator = 0,
         dtype: torch.dtype | None = None,
@@ -191,6 +195,9 @@ class Planner:
             raise ValueError("particles only applies to ensemble='ts'")
         else:
             self.particles = 1
+        if recalibration is not None and (ensemble != "ts" or not callable(getattr(recalibration, "inflate", None))):
+            raise ValueError("recalibration needs ensemble='ts' and a physwm.evaluate.Recalibration")
+        self.recalibration = recalibration
         self._members = members
         self.dynamics = PlanningModel(model, fused, progress)
         self.member_dynamics = [PlanningModel(mem, fused, progress) for mem in members] if ensemble == "ts" else []
@@ -251,13 +258,24 @@ class Planner:
             u = controls.unsqueeze(1).expand(P, K, *controls.shape[1:])  # [P, K, H, m]
             costs = controls.new_empty(P, K)
             member_of = torch.arange(K) % E
+            every = [] if self.recalibration is not None else None
             for e in range(E):
                 ks = torch.nonzero(member_of == e).flatten()
                 if ks.numel() == 0:
                     continue
                 ue = u[:, ks].reshape(P * ks.numel(), *controls.shape[1:])
                 states = self.member_dynamics[e].rollout(x0.expand(ue.shape[0], -1), ue)
+                if every is not None:
+                    every.append((ks, states.reshape(P, ks.numel(), *states.shape[1:])))
+                    continue
                 costs[:, ks] = self._sequence_cost(states, ue).reshape(P, ks.numel())
+            if every is not None:  # all particles first: their spread about the mean is recalibrated per step
+                particles = controls.new_empty(K, P, self.horizon + 1, self.state_dim)
+                for ks, st in every:
+                    particles[ks] = st.transpose(0, 1)
+                particles = self.recalibration.inflate(particles).transpose(0, 1)  # [P, K, H+1, n]
+                flat = particles.reshape(P * K, *particles.shape[2:])
+                costs = self._sequence_cost(flat, u.reshape(P * K, *controls.shape[1:])).reshape(P, K)
             return costs.mean(1)
         states = self.dynamics.rollout(x0.expand(P, -1), controls)
         return self._sequence_cost(states, controls)

@@ -3,10 +3,12 @@
 * :mod:`.trajectories`: :class:`Trajectories` (episodes padded to a common length, windows, splits, .npz
   files with a schema version) and :class:`EpisodeData` (what fit and evaluate accept);
 * :mod:`.policies`: :func:`make_policy` builds ``"random"``, ``"uniform"`` and ``"lqr"``;
-* :mod:`.collect`: :func:`collect` runs a policy in an environment and records exact states and controls.
+* :mod:`.collect`: :func:`collect` runs a policy in an environment and records exact states and controls;
+* :mod:`.noise`: :class:`ObservationNoise` and :class:`ProcessNoise`, what noisy data adds to them.
 """
 
 from .collect import collect
+from .noise import ObservationNoise, ProcessNoise, observe, state_spread
 from .policies import POLICIES, LQRPolicy, NoControl, Policy, RandomPolicy, UniformPolicy, make_policy
 from .trajectories import SCHEMA_VERSION, EpisodeData, Trajectories, windows
 
@@ -23,4 +25,8 @@ __all__ = [
     "POLICIES",
     "NoControl",
     "SCHEMA_VERSION",
+    "ObservationNoise",
+    "ProcessNoise",
+    "observe",
+    "state_spread",
 ]

@@ -12,6 +12,12 @@ same starts, the same policy noise and, stepped eagerly (the default), bit-for-b
 chaotic system like CartPole amplifies along an episode; starts and noise streams stay identical. It is
 not the default: compiling costs 10-60 s on two cores, more than an eager collection of hundreds of
 thousands of transitions (``bench/collect.py`` measures both).
+
+Noise (:mod:`physwm.data.noise`): ``obs_noise`` records noisy observations as ``states`` and keeps the exact
+states as ``clean_states``; ``process_noise`` disturbs the applied force at every step and jitters the
+constants per episode (then one episode at a time: the vector environment has one set of constants). Its
+random numbers come from a fourth stream of the seed (observation noise, forces and jitter each from a child
+of it), so the other streams, and data collected without noise, are unchanged.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from tqdm.auto import tqdm
 
-from ..checks import nonnegative_int, positive_int
+from ..checks import noise_levels, nonnegative_int, positive_int
 from ..envs import SystemEnv, env_info, radius_start, to_action
 from ..vector_envs import VECTOR_ENV_CLASSES, SystemVectorEnv, vector_env_class
 from ..version import __version__
+from .noise import ObservationNoise, ProcessNoise, observe, state_spread
 from .policies import POLICIES, Policy, make_policy
 from .trajectories import Trajectories
 
@@ -88,6 +95,8 @@ def collect(
     vector: bool | None = None,
     fused: bool | None = False,
     start_radius: Sequence[float] | None = None,
+    obs_noise: ObservationNoise | float | Sequence[float] | None = None,
+    process_noise: ProcessNoise | None = None,
 ) -> Trajectories:
     """Run ``policy`` in an environment and record exact states and applied controls.
 
@@ -115,9 +124,14 @@ def collect(
             environment's rule, from ``FUSED_MIN_ENVS`` episodes on).
         start_radius: instead of a box, start states at a random distance ``U[low, high)`` from zero in a
             random direction (``(low, high)``; APHYNITY's initial conditions, see :func:`physwm.envs.radius_start`).
+        obs_noise: observation noise: an :class:`~physwm.data.noise.ObservationNoise`, or standard deviations
+            in physical units (a scalar or one per state); ``None``: exact states.
+        process_noise: a :class:`~physwm.data.noise.ProcessNoise` (force disturbances, per-episode jitter of
+            the constants; physwm environments only); ``None``: none.
 
     Returns:
-        float64 :class:`Trajectories` with ``states [N, T+1, n]`` (``env.unwrapped.state``),
+        float64 :class:`Trajectories` with ``states [N, T+1, n]`` (``env.unwrapped.state``, plus the
+        observation noise; the exact states then as ``clean_states`` and the noise in ``meta["noise"]``),
         ``controls [N, T, m]``, ``lengths [N]``, ``dt`` the system's control period and ``meta`` (env id and
         config, system and its state names, policy, seed, start box, physwm version).
     """
@@ -140,6 +154,23 @@ def collect(
         if (box[0] > box[1]).any():
             raise ValueError(f"start_low {box[0].tolist()} must be <= start_high {box[1].tolist()}")
 
+    if obs_noise is not None and not isinstance(obs_noise, ObservationNoise):
+        obs_noise = ObservationNoise(tuple(noise_levels(obs_noise, "obs_noise", n)))
+    if obs_noise is not None:
+        obs_noise.stds(n, np.ones(n))  # checks the length before any work
+    jitter: dict[str, float] = {}
+    force_std = np.zeros(info.control_dim)
+    if process_noise is not None:
+        if not isinstance(process_noise, ProcessNoise):
+            raise TypeError(f"process_noise must be a ProcessNoise, got {type(process_noise).__name__}")
+        if not isinstance(env.unwrapped, SystemEnv):
+            raise ValueError(f"process_noise needs a physwm environment (continuous forces), not {info.env_id}")
+        force_std = noise_levels(process_noise.force_std, "force_std", info.control_dim)
+        jitter = {k: v for k, v in process_noise.jitters(list(info.params.to_dict()), info.system.identify).items()
+                  if v > 0}  # fmt: skip
+        if jitter and vector:
+            raise ValueError("param_jitter gives every episode its own constants: collect with vector=False")
+
     if isinstance(policy, str):
         policy = make_policy(policy)
     if isinstance(policy, Policy):
@@ -150,7 +181,8 @@ def collect(
     else:
         raise ValueError(f"policy must be a Policy, a policy name {sorted(POLICIES)} or a callable")
 
-    env_ss, policy_ss, start_ss = np.random.SeedSequence(int(seed)).spawn(3)
+    env_ss, policy_ss, start_ss, noise_ss = np.random.SeedSequence(int(seed)).spawn(4)
+    obs_rng, force_rng, jitter_rng = (np.random.default_rng(s) for s in noise_ss.spawn(3))
     env_seed = int(env_ss.generate_state(1)[0])
     policy_rngs = [np.random.default_rng(s) for s in policy_ss.spawn(episodes)]
     start_rng = np.random.default_rng(start_ss)
@@ -159,11 +191,24 @@ def collect(
     else:
         starts = None if box is None else start_rng.uniform(box[0], box[1], size=(episodes, n))
 
-    twin = vector_twin(env, episodes, fused) if vector is not False and (vector or episodes > 1) else None
+    use_vector = vector is not False and (vector or episodes > 1) and not jitter
+    twin = vector_twin(env, episodes, fused) if use_vector else None
     if vector and twin is None:
         raise ValueError("vector=True needs a physwm environment wrapped only by gymnasium.make's own wrappers")
+    noise = _Disturbances(force_rng.standard_normal((episodes, T, info.control_dim)) * force_std,
+                          _episode_params(info, jitter, jitter_rng, episodes))  # fmt: skip
     run = _run_vector if twin is not None else _run_single
-    states, controls, lengths = run(twin or env, info, policy, policy_rngs, env_seed, starts, T, progress)
+    states, controls, lengths = run(twin or env, info, policy, policy_rngs, env_seed, starts, T, progress, noise)
+    clean = None
+    noise_meta: dict[str, Any] = {}
+    if obs_noise is not None:
+        stds = obs_noise.stds(n, state_spread(states, lengths))
+        clean, states = states, observe(states, lengths, stds, obs_rng)
+        noise_meta.update(obs_std=stds.tolist(), obs_noise=obs_noise.to_dict())
+    if process_noise is not None:
+        noise_meta["process_noise"] = process_noise.to_dict()
+        if jitter:
+            noise_meta["episode_params"] = [p.to_dict() for p in noise.params]
 
     meta = {
         **_env_config(env, info),
@@ -177,9 +222,34 @@ def collect(
     }
     if start_radius is not None:
         meta["start_radius"] = [float(v) for v in start_radius]
+    if noise_meta:
+        meta["noise"] = noise_meta
     return Trajectories(
-        torch.from_numpy(states), torch.from_numpy(controls), torch.from_numpy(lengths), dt=info.dt, meta=meta
+        torch.from_numpy(states), torch.from_numpy(controls), torch.from_numpy(lengths), dt=info.dt, meta=meta,
+        clean_states=None if clean is None else torch.from_numpy(clean),
     )
+
+
+class _Disturbances:
+    """Process noise drawn before the episodes run: forces ``[N, T, m]`` added to the commanded controls and
+    the constants of each episode (``None``: the environment's own)."""
+
+    def __init__(self, forces: np.ndarray, params: list | None):
+        self.forces, self.params = forces, params
+
+
+def _episode_params(info: Any, jitter: dict[str, float], rng: np.random.Generator, episodes: int) -> list | None:
+    """Each episode's constants: every jittered constant times ``1 + jitter * N(0, 1)`` (floored at 1e-6 of it)."""
+    if not jitter:
+        return None
+    base = info.params.to_dict()
+    out = []
+    for _ in range(episodes):
+        d = dict(base)
+        for k, v in jitter.items():
+            d[k] = float(base[k]) * max(1.0 + v * rng.standard_normal(), 1e-6)
+        out.append(type(info.params).from_dict(d))
+    return out
 
 
 def _policy_control(policy: Callable, state: np.ndarray, rng: np.random.Generator, m: int, ep: int, t: int):
@@ -194,7 +264,7 @@ def _policy_control(policy: Callable, state: np.ndarray, rng: np.random.Generato
     return u
 
 
-def _run_single(env, info, policy, policy_rngs, env_seed, starts, T, progress):
+def _run_single(env, info, policy, policy_rngs, env_seed, starts, T, progress, noise):
     """Episode after episode on ``env``: ``(states [N, T+1, n], controls [N, T, m], lengths [N])``."""
     n, m, episodes = info.state_dim, info.control_dim, len(policy_rngs)
     unwrapped = env.unwrapped
@@ -206,6 +276,8 @@ def _run_single(env, info, policy, policy_rngs, env_seed, starts, T, progress):
     for ep in bar:
         reset_seed = env_seed if ep == 0 else None
         start = None if starts is None else starts[ep]
+        if noise.params is not None:
+            unwrapped.set_params(noise.params[ep])
         if start is not None and physwm_env:
             env.reset(seed=reset_seed, options={"state": start})
         else:
@@ -216,8 +288,11 @@ def _run_single(env, info, policy, policy_rngs, env_seed, starts, T, progress):
         for t in range(T):
             u = _policy_control(policy, states[ep, t], policy_rngs[ep], m, ep, t)
             action, applied = to_action(info, u)
-            _, _, terminated, truncated, step_info = env.step(action)
-            if "control" in step_info:
+            disturbed = noise.forces[ep, t].any()
+            _, _, terminated, truncated, step_info = env.step(
+                to_action(info, u + noise.forces[ep, t])[0] if disturbed else action
+            )
+            if "control" in step_info and not disturbed:
                 applied = np.asarray(step_info["control"], dtype=np.float64).reshape(m)
             controls[ep, t] = applied
             states[ep, t + 1] = _read_state(unwrapped, n)
@@ -227,10 +302,12 @@ def _run_single(env, info, policy, policy_rngs, env_seed, starts, T, progress):
         if progress:
             bar.set_postfix(mean_len=f"{lengths[: ep + 1].mean():.1f}")
     bar.close()
+    if noise.params is not None:
+        unwrapped.set_params(info.params)
     return states, controls, lengths
 
 
-def _run_vector(envs: SystemVectorEnv, info, policy, policy_rngs, env_seed, starts, T, progress):
+def _run_vector(envs: SystemVectorEnv, info, policy, policy_rngs, env_seed, starts, T, progress, noise):
     """All episodes in lock step on a vector environment of one environment per episode."""
     n, m, episodes = info.state_dim, info.control_dim, len(policy_rngs)
     states = np.full((episodes, T + 1, n), np.nan)
@@ -246,11 +323,14 @@ def _run_vector(envs: SystemVectorEnv, info, policy, policy_rngs, env_seed, star
     bar = tqdm(range(T), desc=f"collect ({episodes} envs)", unit="step", disable=not progress)
     for t in bar:
         idx = np.flatnonzero(running)
+        commanded = np.zeros((episodes, m))
         for ep in idx:
-            actions[ep] = to_action(info, _policy_control(policy, states[ep, t], policy_rngs[ep], m, ep, t))[0]
+            u = _policy_control(policy, states[ep, t], policy_rngs[ep], m, ep, t)
+            commanded[ep] = to_action(info, u)[1]
+            actions[ep] = to_action(info, u + noise.forces[ep, t])[0]
         actions[~running] = 0.0
         _, _, terminated, truncated, step_info = envs.step(actions)
-        controls[idx, t] = step_info["control"][idx]
+        controls[idx, t] = step_info["control"][idx] if not noise.forces[:, t].any() else commanded[idx]
         states[idx, t + 1] = envs.state[idx]
         lengths[idx] = t + 1
         running &= ~(terminated | truncated)

@@ -27,8 +27,10 @@ from ..files import atomic_write
 
 __all__ = ["Trajectories", "EpisodeData", "windows", "SCHEMA_VERSION"]
 
-#: Version of the .npz layout written by :meth:`Trajectories.save` (key ``physwm_schema``).
-SCHEMA_VERSION = 1
+#: Version of the .npz layout written by :meth:`Trajectories.save` (key ``physwm_schema``). Version 2 adds
+#: the optional ``clean_states`` array (the exact states behind noisy observations); version 1 files are read.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 _NPZ_KEYS = ("physwm_schema", "states", "controls", "lengths", "dt", "meta")
 
@@ -73,7 +75,9 @@ class Trajectories:
             beyond are padding (NaN from :func:`collect`) and are never used.
         dt: control period, s.
         meta: JSON-serialisable dict (env id, params, policy, seed, physwm version, ...); stored as a
-            plain JSON copy.
+            plain JSON copy. Noisy data records its noise under ``meta["noise"]`` (see :attr:`obs_noise`).
+        clean_states: for noisy data, the exact states ``[N, T+1, n]`` behind the observations ``states``
+            (same shape, dtype and device), kept for scoring; ``None`` for exact data.
 
     Raises:
         ValueError: naming the problem for wrong shapes, dtypes, lengths, NaN/inf inside the valid
@@ -87,6 +91,7 @@ class Trajectories:
         lengths: torch.Tensor | np.ndarray | Sequence[int] | None = None,
         dt: float = 0.02,
         meta: dict | None = None,
+        clean_states: torch.Tensor | np.ndarray | None = None,
     ):
         states = _as_tensor(states, "states")
         controls = _no_controls(states) if controls is None else _as_tensor(controls, "controls")
@@ -146,11 +151,23 @@ class Trajectories:
                 "pass lengths so padding is excluded"
             )
 
+        if clean_states is not None:
+            clean_states = _as_tensor(clean_states, "clean_states")
+            if clean_states.shape != states.shape or clean_states.dtype != states.dtype:
+                raise ValueError(
+                    f"clean_states must have the shape and dtype of states {tuple(states.shape)} {states.dtype}, "
+                    f"got {tuple(clean_states.shape)} {clean_states.dtype}"
+                )
+            clean_states = clean_states.to(states.device)
+            if (~torch.isfinite(clean_states).all(-1) & s_valid).any():
+                raise ValueError("NaN or inf inside the valid part of clean_states")
+
         self.states = states
         self.controls = controls
         self.lengths = lengths
         self.dt = dt
         self.meta = meta
+        self.clean_states = clean_states
 
     # --- sizes ------------------------------------------------------------------------------------
 
@@ -191,8 +208,15 @@ class Trajectories:
             f"dtype={self.dtype})"
         )
 
-    def _replace(self, states, controls, lengths) -> Trajectories:
-        return Trajectories(states, controls, lengths, dt=self.dt, meta=self.meta)
+    @property
+    def obs_noise(self) -> np.ndarray | None:
+        """The observation noise the data records (``meta["noise"]["obs_std"]``: standard deviations ``[n]`` in
+        physical units), or ``None`` when it records none."""
+        std = (self.meta.get("noise") or {}).get("obs_std")
+        return None if std is None else np.asarray(std, dtype=np.float64)
+
+    def _replace(self, states, controls, lengths, clean=None) -> Trajectories:
+        return Trajectories(states, controls, lengths, dt=self.dt, meta=self.meta, clean_states=clean)
 
     def __getitem__(self, idx) -> Trajectories:
         """Select episodes: an int (kept as a 1-episode Trajectories), slice, int sequence or bool mask."""
@@ -218,13 +242,15 @@ class Trajectories:
                 raise IndexError(f"episode indices out of range for {n} episodes")
             index = index.to(torch.int64) % max(n, 1)
         dev = self.states.device
-        return self._replace(self.states[index.to(dev)], self.controls[index.to(dev)], self.lengths[index])
+        clean = None if self.clean_states is None else self.clean_states[index.to(dev)]
+        return self._replace(self.states[index.to(dev)], self.controls[index.to(dev)], self.lengths[index], clean)
 
     def to(self, *args, **kwargs) -> Trajectories:
         """Convert states and controls like ``Tensor.to`` (dtype and/or device); lengths stay int64."""
         states = self.states.to(*args, **kwargs)
         controls = self.controls.to(*args, **kwargs)
-        return self._replace(states, controls, self.lengths)
+        clean = None if self.clean_states is None else self.clean_states.to(*args, **kwargs)
+        return self._replace(states, controls, self.lengths, clean)
 
     # --- training views ---------------------------------------------------------------------------
 
@@ -263,7 +289,7 @@ class Trajectories:
         sub = self[:k]
         lengths = sub.lengths.clone()
         lengths[-1] -= int(cum[k - 1]) - n
-        return sub._replace(sub.states, sub.controls, lengths)
+        return sub._replace(sub.states, sub.controls, lengths, sub.clean_states)
 
     def valid_states(self) -> torch.Tensor:
         """Every valid state (NaN padding dropped), ``[sum(lengths + 1), n]``."""
@@ -309,8 +335,8 @@ class Trajectories:
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write a compressed ``.npz`` file atomically (temp file in the same directory + ``os.replace``).
 
-        The file holds ``physwm_schema`` (int), ``states``, ``controls``, ``lengths``, ``dt`` and
-        ``meta`` (a JSON string); it is written to exactly ``path`` (no suffix is added).
+        The file holds ``physwm_schema`` (int), ``states``, ``controls``, ``lengths``, ``dt``, ``meta`` (a JSON
+        string) and, for noisy data, ``clean_states``; it is written to exactly ``path`` (no suffix is added).
 
         Raises:
             FileExistsError: if ``path`` exists and ``overwrite`` is False.
@@ -323,6 +349,8 @@ class Trajectories:
         if not parent.is_dir():
             raise FileNotFoundError(f"directory {parent} does not exist")
 
+        extra = {} if self.clean_states is None else {"clean_states": self.clean_states.detach().cpu().numpy()}
+
         def write(f) -> None:
             np.savez_compressed(
                 f,
@@ -332,6 +360,7 @@ class Trajectories:
                 lengths=self.lengths.numpy(),
                 dt=np.asarray(self.dt, dtype=np.float64),
                 meta=np.asarray(json.dumps(self.meta)),
+                **extra,
             )
 
         atomic_write(path, write, overwrite=overwrite)
@@ -381,9 +410,10 @@ class Trajectories:
                 f"{path}: no 'physwm_schema' key, so not a physwm Trajectories file (keys: {sorted(arrays)})"
             )
         schema = arrays["physwm_schema"]
-        if schema.shape != () or schema.dtype.kind not in "iu" or int(schema) != SCHEMA_VERSION:
+        if schema.shape != () or schema.dtype.kind not in "iu" or int(schema) not in READABLE_SCHEMAS:
             raise ValueError(
-                f"{path}: physwm_schema {schema.tolist()!r} is not supported; this physwm reads schema {SCHEMA_VERSION}"
+                f"{path}: physwm_schema {schema.tolist()!r} is not supported; this physwm reads schemas "
+                f"{list(READABLE_SCHEMAS)}"
             )
         missing = [k for k in _NPZ_KEYS if k not in arrays]
         if missing:
@@ -400,6 +430,7 @@ class Trajectories:
                 torch.from_numpy(arrays["lengths"]),
                 dt=dt,
                 meta=meta,
+                clean_states=torch.from_numpy(arrays["clean_states"]) if "clean_states" in arrays else None,
             )
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: inconsistent contents: {err}") from err

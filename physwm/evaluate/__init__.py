@@ -5,7 +5,8 @@ Two layers:
 * **pure functions** of predicted and true tensors (no model, no data container), so each metric has
   one definition that can be checked against hand-computed values:
   :func:`mse_per_dim`, :func:`rmse_vs_horizon`, :func:`valid_prediction_time`, :func:`energy_error`,
-  :func:`parameter_error`, :func:`gaussian_nll`, :func:`interval_coverage`;
+  :func:`parameter_error`, :func:`gaussian_nll`, :func:`interval_coverage`, :func:`sharpness`,
+  :func:`gaussian_crps`, :func:`ensemble_crps`;
 * **model-level** functions that cut evaluation windows out of data, run the model and call the pure
   functions: :func:`one_step_errors`, :func:`rollout_predictions`, :func:`windows_rmse` (the validation
   error of :func:`~physwm.train.fit`), :func:`evaluate`.
@@ -23,12 +24,14 @@ Conventions
 * Data given to a model is cast to the model's dtype and device (a model never changes them); errors
   are computed in float64.
 
-Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration), :mod:`.model`
+Modules: :mod:`.metrics` (pure functions), :mod:`.uncertainty` (NLL, coverage, calibration, sharpness, CRPS),
+:mod:`.calibration` (the same along the rollout horizon, trajectory sampling, recalibration), :mod:`.model`
 (model-level evaluation), :mod:`.identifiability` (how well data pin down a model's physical constants),
 :mod:`.chaos` (a known system's Lyapunov exponent along data, the unit of valid prediction times on chaotic
 systems).
 """
 
+from .calibration import RECALIBRATION_GRID, Recalibration, rollout_calibration, trajectory_samples
 from .chaos import lyapunov_exponent
 from .identifiability import (
     Identifiability,
@@ -61,7 +64,16 @@ from .model import (
     uncertainty_metrics,
     windows_rmse,
 )
-from .uncertainty import DEFAULT_LEVELS, calibration_error, gaussian_nll, interval_coverage
+from .uncertainty import (
+    DEFAULT_LEVELS,
+    RELIABILITY_LEVELS,
+    calibration_error,
+    ensemble_crps,
+    gaussian_crps,
+    gaussian_nll,
+    interval_coverage,
+    sharpness,
+)
 
 __all__ = [
     "DEFAULT_HORIZONS",
@@ -77,6 +89,14 @@ __all__ = [
     "gaussian_nll",
     "interval_coverage",
     "calibration_error",
+    "RELIABILITY_LEVELS",
+    "sharpness",
+    "gaussian_crps",
+    "ensemble_crps",
+    "trajectory_samples",
+    "rollout_calibration",
+    "Recalibration",
+    "RECALIBRATION_GRID",
     "eval_windows",
     "rollout_predictions",
     "windows_rmse",

@@ -10,6 +10,7 @@ from .lagrangian import LagrangianField
 from .ode import ODEModel
 from .pinn import PhysicsInformedMLP
 from .recipes import RECIPES, family_of, recipe, recipe_for
+from .symbolic import SymbolicField  # issue 10: symbolic residuals
 
 __all__ = [
     "WorldModel",
@@ -39,4 +40,5 @@ __all__ = [
     "GANModel",
     "PhysicsInformedMLP",
     "LagrangianField",
+    "SymbolicField",
 ]

@@ -28,6 +28,7 @@ from .implicit import GaussianMLPModel, GRUModel, MLPModel, TransformerModel, VA
 from .lagrangian import LagrangianField
 from .ode import ODEModel
 from .pinn import PhysicsInformedMLP
+from .symbolic import SymbolicField
 
 __all__ = ["build", "MODEL_NAMES", "DEFAULT_OPTIONS", "ODE_FAMILIES", "IMPLICIT_FAMILIES", "resolve_system"]
 
@@ -56,6 +57,10 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
         # adaptive multiplier's rate tau_2 (None: a fixed weight)
         "penalty_norm": "normalized",
         "multiplier_rate": None,
+        # issue 10: "network" (a NeuralField) or "symbolic" (a SymbolicField of the system's library; its
+        # active terms: None = all, or {row name: [term names]}, what physwm.discover stores)
+        "residual": "network",
+        "terms": None,
         **_ODE,
     },
     "mlp": {"hidden": [128, 128, 128], "activation": "silu"},
@@ -132,6 +137,14 @@ def _features(value: str, cls: type[System]) -> Any:
     return cls if value == "system" else value
 
 
+def _symbolic_hybrid(physics: System, cls: type[System], rows: Any, o: dict) -> WorldModel:
+    """``build("hybrid", residual="symbolic")``: the physics plus a :class:`SymbolicField` of its library."""
+    residual = SymbolicField(cls, rows=rows if rows is not None else tuple(range(cls.state_dim)), terms=o["terms"])
+    field = HybridField(physics, residual, penalty=o["penalty"], penalty_norm=o["penalty_norm"],
+                        multiplier_rate=o["multiplier_rate"])
+    return ODEModel(field, _integrator(o), dt=o["dt"])
+
+
 def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
     n, m, dt = cls.state_dim, cls.control_dim, o["dt"]
     if name == "explicit":
@@ -149,6 +162,10 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
             rows = None
         elif not isinstance(rows, list):
             raise ValueError(f"hybrid rows must be 'velocity', 'all' or a list of state indices, got {rows!r}")
+        if o["residual"] == "symbolic":
+            return _symbolic_hybrid(physics, cls, rows, o)
+        if o["residual"] != "network":
+            raise ValueError(f"unknown hybrid residual {o['residual']!r}; valid: ['network', 'symbolic']")
         residual = NeuralField(
             n, m, hidden=o["hidden"], activation=o["activation"], features=_features(o["features"], cls), rows=rows,
             residual=True,
@@ -204,7 +221,9 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
         name: one of :data:`MODEL_NAMES` (``explicit``: the system's equations with its default learnable
             constants; ``node``: Neural ODE; ``hybrid``: the equations with learnable constants plus an
             acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
-            theta_dot, force]``) with an APHYNITY penalty; ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
+            theta_dot, force]``) with an APHYNITY penalty (``residual="symbolic"``: a
+            :class:`~physwm.models.SymbolicField` of the system's library instead, ``terms`` active, no penalty
+            unless given; what :func:`physwm.discover` returns); ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
             ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default; ``gan``, ``pinn_mlp``, ``lagrangian``:
             see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the
@@ -237,6 +256,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
     o["system"] = {"name": cls.name, "params": p.to_dict()}
     if o["dt"] is None:
         o["dt"] = cls.control_period(p)
+    if name == "hybrid" and o["residual"] == "symbolic" and "penalty" not in given:
+        o["penalty"] = 0.0  # a sparse equation is its own regulariser; a penalty would shrink its coefficients
     if "learnable" in o and o["learnable"] is None:
         o["learnable"] = list(cls.identify)
     if not isinstance(o["seed"], int) or isinstance(o["seed"], bool):

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from .learnable import floored, project_gradient
+from .library import default_library
 
 __all__ = [
     "VectorField",
@@ -407,6 +408,15 @@ class System(VectorField):
         others = [i for i, q in enumerate(cls.states) if q.kind != "angle"]
         parts = [f(x[..., i]) for i in angles for f in (torch.sin, torch.cos)] + [x[..., i] for i in others]
         return torch.stack(parts, dim=-1)
+
+    @classmethod
+    def library(cls) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """Candidate terms ``name -> f(x [..., n], u [..., m]) -> [...]`` that missing physics may be made of,
+        for :class:`~physwm.models.SymbolicField` and :func:`physwm.discover`. The default is built from the
+        description (:func:`physwm.systems.library.default_library`: each velocity ``v``, ``v*|v|``,
+        ``sgn(v)``; each angle's ``sin``/``cos`` times each velocity; each control); a system may declare a
+        richer one."""
+        return default_library(cls)
 
     # -- environments and control ----------------------------------------------------------------------
     @classmethod

@@ -66,6 +66,7 @@ import torch
 
 from .base import Constant, Parameters, Quantity, System, Task, wrap_angle
 from .costs import QuadraticCost
+from .library import smooth_sign
 from .linear import lqr
 
 __all__ = [
@@ -74,6 +75,8 @@ __all__ = [
     "cartpole_dynamics",
     "cartpole_energy",
     "FRICTION_PARAMS",
+    "DRAG_PARAMS",
+    "cartpole_library",
     "X_THRESHOLD",
     "THETA_THRESHOLD",
     "balance_cost",
@@ -104,6 +107,10 @@ class CartPoleParams(Parameters):
         cart_coulomb: Coulomb cart friction force mu_c, N.
         pole_damping: viscous damping at the pole joint b_p, N m s/rad.
         coulomb_smoothing: velocity scale of the tanh that smooths sign(x_dot), m/s (0: exact sign).
+        cart_drag: quadratic (aerodynamic) drag on the cart c_d, N s^2/m^2: a force ``-c_d x_dot |x_dot|``.
+        pole_drag: quadratic damping at the pole c_p, N m s^2/rad^2: a torque ``-c_p theta_dot |theta_dot|``
+            (the aerodynamic drag of the rotating rod). Neither is a learnable constant of the nominal model:
+            they are effects of another form than its friction family (see ``DRAG_PARAMS``).
 
     Fields may hold 0-dim tensors instead of floats (learnable constants); derived quantities are
     properties, computed from the fields every time, never stored.
@@ -119,9 +126,12 @@ class CartPoleParams(Parameters):
     cart_coulomb: Any = 0.0
     pole_damping: Any = 0.0
     coulomb_smoothing: float = 0.01
+    cart_drag: Any = 0.0
+    pole_drag: Any = 0.0
 
     positive_fields = ("gravity", "masscart", "masspole", "length", "force_mag", "tau")
-    nonnegative_fields = ("cart_viscous", "cart_coulomb", "pole_damping", "coulomb_smoothing")
+    nonnegative_fields = ("cart_viscous", "cart_coulomb", "pole_damping", "coulomb_smoothing", "cart_drag",
+                          "pole_drag")
 
     @property
     def total_mass(self):
@@ -136,7 +146,7 @@ class CartPoleParams(Parameters):
     @property
     def has_friction(self) -> bool:
         """True if any friction term is non-zero or a tensor (a learnable term may leave zero)."""
-        terms = (self.cart_viscous, self.cart_coulomb, self.pole_damping)
+        terms = (self.cart_viscous, self.cart_coulomb, self.pole_damping, self.cart_drag, self.pole_drag)
         return any(isinstance(v, torch.Tensor) or v != 0.0 for v in terms)
 
 
@@ -145,6 +155,13 @@ class CartPoleParams(Parameters):
 #: 0.005 N m s/rad (a damping term of 0.1 * theta_dot in the pole's angular equation, about 5% of
 #: gravity's during full swings).
 FRICTION_PARAMS = CartPoleParams(cart_viscous=0.1, cart_coulomb=0.1, pole_damping=0.005)
+
+#: The friction truth plus effects of another form than the nominal friction family (what
+#: :func:`physwm.discover` is for): aerodynamic drag on the cart, ``0.5 rho C_d A = 0.5 * 1.2 kg/m^3 * 1.0 *
+#: 0.25 m^2 = 0.15 N s^2/m^2`` (a 50 cm x 50 cm cart face), and the pole's own aerodynamic drag as it turns,
+#: ``rho C_d d L^4 / 8 = 1.2 * 1.2 * 0.03 m * (1 m)^4 / 8 ~= 0.005 N m s^2/rad^2`` (a 1 m pole 3 cm wide): at
+#: 6 rad/s a torque of 0.19 N m against gravity's 0.49 N m at horizontal; at 2 m/s a force of 0.6 N.
+DRAG_PARAMS = FRICTION_PARAMS.replace(cart_drag=0.15, pole_drag=0.005)
 
 
 def _smooth_sign(v: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -170,11 +187,14 @@ def cartpole_dynamics(x: torch.Tensor, u: torch.Tensor, p: CartPoleParams) -> to
     sintheta = torch.sin(theta)
     if p.has_friction:
         force = force - (p.cart_viscous * x_dot + p.cart_coulomb * _smooth_sign(x_dot, p.coulomb_smoothing))
+        force = force - p.cart_drag * x_dot * x_dot.abs()
     # Same operation order as gymnasium's CartPole-v1, so the frictionless field matches it bit for bit.
     temp = (force + p.polemass_length * (theta_dot * theta_dot) * sintheta) / p.total_mass
     numerator = p.gravity * sintheta - costheta * temp
     if p.has_friction:
-        numerator = numerator - p.pole_damping * theta_dot / p.polemass_length
+        numerator = numerator - (p.pole_damping * theta_dot + p.pole_drag * theta_dot * theta_dot.abs()) / (
+            p.polemass_length
+        )
     thetaacc = numerator / (p.length * (4.0 / 3.0 - p.masspole * (costheta * costheta) / p.total_mass))
     xacc = temp - p.polemass_length * thetaacc * costheta / p.total_mass
     return torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=-1)
@@ -190,6 +210,37 @@ def cartpole_energy(x: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
         + (2.0 / 3.0) * m * l**2 * theta_dot**2
     )
     return kinetic + m * p.gravity * l * torch.cos(theta)
+
+
+def cartpole_library() -> dict:
+    """CartPole's library of candidate terms ``name -> f(x [..., 4], u [..., 1]) -> [...]`` (31 terms).
+
+    The monomials of the velocities ``x_dot``, ``theta_dot`` up to degree 3 (9); ``x_dot*|x_dot|``,
+    ``theta_dot*|theta_dot|`` (quadratic drag); ``sgn(x_dot)``, ``sgn(theta_dot)`` (dry friction, smoothed:
+    :func:`physwm.systems.library.smooth_sign`); ``sin(theta)`` and ``cos(theta)`` times each velocity, each
+    squared velocity and the force, and the force alone (15); ``sin(theta)``, ``cos(theta)``,
+    ``sin(theta)*cos(theta)`` (mis-modelled gravity and inertia coupling).
+    """
+    v = {"x_dot": lambda x, u: x[..., 1], "theta_dot": lambda x, u: x[..., 3]}
+    names = list(v)
+    lib: dict = {}
+    for i, j in ((1, 0), (0, 1), (2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2), (0, 3)):  # x_dot^i theta_dot^j
+        name = "*".join(n if k == 1 else f"{n}^{k}" for n, k in zip(names, (i, j)) if k)
+        lib[name] = lambda x, u, i=i, j=j: v["x_dot"](x, u) ** i * v["theta_dot"](x, u) ** j
+    for a in names:
+        lib[f"{a}*|{a}|"] = lambda x, u, a=a: v[a](x, u) * v[a](x, u).abs()
+        lib[f"sgn({a})"] = lambda x, u, a=a: smooth_sign(v[a](x, u))
+    force = lambda x, u: u[..., 0].to(x.dtype)  # noqa: E731
+    for fname, fn in (("sin(theta)", torch.sin), ("cos(theta)", torch.cos)):
+        for a in names:
+            lib[f"{fname}*{a}"] = lambda x, u, fn=fn, a=a: fn(x[..., 2]) * v[a](x, u)
+            lib[f"{fname}*{a}^2"] = lambda x, u, fn=fn, a=a: fn(x[..., 2]) * v[a](x, u).square()
+        lib[f"{fname}*force"] = lambda x, u, fn=fn: fn(x[..., 2]) * force(x, u)
+    lib["force"] = force
+    lib["sin(theta)"] = lambda x, u: torch.sin(x[..., 2])
+    lib["cos(theta)"] = lambda x, u: torch.cos(x[..., 2])
+    lib["sin(theta)*cos(theta)"] = lambda x, u: torch.sin(x[..., 2]) * torch.cos(x[..., 2])
+    return lib
 
 
 # --- control tasks --------------------------------------------------------------------------------
@@ -389,7 +440,7 @@ class CartPole(System):
     reference_integrator = "euler"
     reset_low = (-0.05, -0.05, -0.05, -0.05)
     reset_high = (0.05, 0.05, 0.05, 0.05)
-    variants = {"nominal": CartPoleParams(), "friction": FRICTION_PARAMS}
+    variants = {"nominal": CartPoleParams(), "friction": FRICTION_PARAMS, "drag": DRAG_PARAMS}
     true_variant = "friction"
     lqr_q = (1.0, 1.0, 10.0, 1.0)
     phase_dims = (2, 3)
@@ -404,6 +455,11 @@ class CartPole(System):
         dynamics do not depend on it), so a learned correction cannot fit spurious position effects."""
         theta = x[..., 2]
         return torch.stack((torch.sin(theta), torch.cos(theta), x[..., 1], x[..., 3]), dim=-1)
+
+    @classmethod
+    def library(cls) -> dict:
+        """CartPole's candidate terms for missing physics: :func:`cartpole_library`."""
+        return cartpole_library()
 
     @classmethod
     def failed(cls, state: np.ndarray, params: Any) -> bool:

@@ -4,6 +4,7 @@
 * :mod:`.fit`: the loop (:func:`fit`, :class:`TrainingDiverged`, :class:`TrainingDivergedWarning`);
 * :mod:`.history`: :class:`History`, the record of a run;
 * :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
+* :mod:`.shooting`: :func:`shooting_constants`, multiple shooting on noisy data, and :func:`estimate_obs_noise`;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
 
@@ -12,6 +13,7 @@ from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
 from .constants import gauss_newton_constants
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
+from .shooting import estimate_obs_noise, identify_noisy_constants, shooting_constants
 
 __all__ = [
     "fit",
@@ -26,4 +28,7 @@ __all__ = [
     "LR_SCHEDULES",
     "OPTIMIZERS",
     "gauss_newton_constants",
+    "shooting_constants",
+    "estimate_obs_noise",
+    "identify_noisy_constants",
 ]

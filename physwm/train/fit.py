@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -37,6 +38,7 @@ from .checkpoint import load_checkpoint, write_checkpoint
 from .config import FitConfig
 from .constants import gauss_newton_constants
 from .history import History
+from .shooting import identify_noisy_constants, resolve_obs_noise
 
 __all__ = ["fit", "TrainingDiverged", "TrainingDivergedWarning", "constants_params"]
 
@@ -45,7 +47,7 @@ _CHUNK = 8192  # windows per model call when the whole training set is evaluated
 # FitConfig fields that must be the same when a run is resumed (others, e.g. epochs or max_time, may change).
 _RESUME_KEYS = (
     "horizon", "batch_size", "lr", "constants_lr", "weight_decay", "grad_clip", "lr_schedule", "early_stopping",
-    "min_delta", "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer",
+    "min_delta", "val_horizon", "val_max_windows", "normalize", "seed", "validation", "optimizer", "obs_noise",
 )  # fmt: skip
 
 
@@ -120,8 +122,12 @@ class _Run:
     """One call of :func:`fit`: the data, the optimiser state and the bookkeeping of the best epoch."""
 
     def __init__(self, model: nn.Module, cfg: FitConfig, train: EpisodeData, val: EpisodeData | None,
-                 val_source: Any, ckpt: Path | None):  # fmt: skip
+                 val_source: Any, ckpt: Path | None, train_source: Any = None):  # fmt: skip
         self.model, self.cfg, self.ckpt, self.val_source = model, cfg, ckpt, val_source
+        self.train_source = train_source
+        # noisy data (issue 12): the constants are fitted by multiple shooting, never by the minibatch loss
+        self.noise = resolve_obs_noise(cfg.obs_noise, train_source, model.state_dim) if constants_params(model) \
+            else None
         self.dtype, self.device = module_dtype_device(model)
         self.train = train
         self.ws, self.wc = train.windows(cfg.horizon, self.dtype, self.device)
@@ -137,7 +143,10 @@ class _Run:
         self.fingerprint = [int(self.ws.shape[0]), float(self.ws.double().sum()), float(self.wc.double().sum())]
         self.config = {**cfg.to_dict(), "batch_size": self.batch_size, "epochs": self.epochs,
                        "validation": val is not None}  # fmt: skip
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        held = {id(p) for p in constants_params(model)} if self.noise is not None else set()
+        self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in held]
+        self.shooting_only = not self.params  # noisy data, constants only: multiple shooting is the whole fit
+        self.params = self.params or [p for p in model.parameters() if p.requires_grad]
         self.opt = _make_optimizer(cfg, self.params, model)
         self.sched = _make_scheduler(self.opt, cfg, self.epochs)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -161,12 +170,36 @@ class _Run:
             pre = self.history.prefit = self.fit_constants(self.cfg.prefit_steps)
             self.best_value, self.best_epoch = pre["after"] if pre["kept"] else pre["before"], 0
             self.history.best_epoch, self.history.best_value = 0, self.best_value
-            if self.cfg.explained_loss is not None:
+            if self.cfg.explained_loss is not None and self.noise is None:
                 pre["train_loss"] = self.full_loss() if self.vs is not None else self.best_value
                 self.explained = pre["train_loss"] <= self.cfg.explained_loss
                 if self.explained:
                     self.history.stop_reason = "explained"
+        if self.noise is not None:
+            gn = self.history.prefit
+            pre = self.history.prefit = self.fit_noisy_constants()
+            if gn:
+                pre["gauss_newton"] = gn
+            self.best_value, self.best_epoch = pre["after"], 0
+            self.history.best_epoch, self.history.best_value = 0, self.best_value
+            if self.shooting_only:
+                self.explained, self.history.stop_reason = True, "shooting"
         self.best_state = _state_copy(self.model)  # fallback if the very first epoch diverges
+
+    def fit_noisy_constants(self) -> dict[str, Any]:
+        """Multiple shooting on the constants (:func:`identify_noisy_constants`; the networks held), kept when
+        finite: on noisy data the monitored value cannot tell a biased fit from an unbiased one."""
+        before, value_before = _state_copy(self.model), self.monitored()
+        t0 = time.perf_counter()
+        out = identify_noisy_constants(self.model, self.train_source, self.noise, self.cfg.shooting_horizon)
+        self.noise = np.asarray(out["obs_noise"])  # estimated once: the polish reuses it
+        value_after = self.monitored()
+        kept = math.isfinite(value_after) and math.isfinite(out["objective_after"])
+        if not kept:
+            self.model.load_state_dict(before)
+        return {"method": "multiple shooting", "monitor": self.history.monitor, "before": value_before,
+                "after": value_after if kept else value_before, "kept": kept, "seconds": time.perf_counter() - t0,
+                **out}  # fmt: skip
 
     def resume(self) -> None:
         """Load the saved run (refusing, with the model untouched, a run of other settings or data)."""
@@ -184,7 +217,8 @@ class _Run:
         self.best_state = tr["best_model_state"]
         self.initial_params = tr.get("initial_params") or {}
         self.finished = tr["finished"] and (
-            self.history.stop_reason in ("early_stopping", "diverged", "explained") or self.start_epoch >= self.epochs
+            self.history.stop_reason in ("early_stopping", "diverged", "explained", "shooting")
+            or self.start_epoch >= self.epochs
         )
         if self.finished:
             return  # the checkpoint's model_state (already loaded) is the final one
@@ -391,6 +425,8 @@ class _Run:
                 "early_stopping": f"stopped early after {cfg.early_stopping} epochs without improvement",
                 "max_time": f"stopped after {h.time[-1] if h.time else 0.0:.1f} s (max_time={cfg.max_time})",
                 "callback": "stopped by the callback",
+                "shooting": "the physical constants were fitted to noisy data by multiple shooting (obs_noise): "
+                "nothing else to train",
                 "explained": f"the physical constants fitted first explain the training data (training loss "
                 f"{h.prefit.get('train_loss', math.nan):.3g} <= explained_loss={cfg.explained_loss}): no epoch needed",
             }[h.stop_reason]
@@ -400,7 +436,9 @@ class _Run:
         last_state = _state_copy(self.model)
         if diverged or (cfg.restore_best and self.best_epoch is not None):
             self.model.load_state_dict(self.best_state)
-        if cfg.polish_steps and not diverged and not self.explained and constants_params(self.model):
+        if self.noise is not None:
+            pass  # no polish on noisy data: a network trained on it carries its bias, a polish gives it the constants
+        elif cfg.polish_steps and not diverged and not self.explained and constants_params(self.model):
             h.polish = self.fit_constants(cfg.polish_steps)
             if h.polish["kept"]:
                 h.best_value = h.polish["after"]
@@ -490,7 +528,7 @@ def fit(
     owner, dt = type(model).__name__, getattr(model, "dt", None)
     train_data = EpisodeData(train, "train", model.state_dim, model.control_dim, owner, dt)
     val_data = None if val is None else EpisodeData(val, "val", model.state_dim, model.control_dim, owner, dt)
-    run = _Run(model, cfg, train_data, val_data, val, ckpt)
+    run = _Run(model, cfg, train_data, val_data, val, ckpt, train_source=train)
 
     was_training = model.training
     fork_devices = [run.device] if run.device.type == "cuda" else []

@@ -37,7 +37,8 @@ class History:
         best_epoch: epoch of the lowest monitored value (``None`` if no epoch finished).
         best_value: that value.
         stop_reason: ``"epochs"``, ``"early_stopping"``, ``"max_time"``, ``"callback"``, ``"diverged"`` or
-            ``"explained"`` (the constants fitted first explained the data; no epoch trained).
+            ``"explained"`` (the constants fitted first explained the data; no epoch trained) or ``"shooting"``
+            (noisy data, a model of constants only: multiple shooting was the whole fit).
         diverged: True if training stopped on NaN/inf.
         message: human-readable note on how the run ended.
         selection: with ``keep_initial``, how the trained and the untrained model compared on validation
@@ -77,7 +78,7 @@ class History:
         """Whether training reached a plateau: stopped early (no improvement for the patience), or the best
         monitored value improved by less than ``CONVERGED_RTOL`` (relative) over the last quarter of the
         epochs. False if it diverged or was still improving when a cap (epochs, steps, time) stopped it."""
-        if self.stop_reason == "explained":
+        if self.stop_reason in ("explained", "shooting"):
             return True
         if self.diverged or not self.epoch:
             return False
@@ -94,12 +95,14 @@ class History:
     def summary(self) -> str:
         """How training went, in a few lines: converged or not (and why), the best epoch, the polish of
         the constants and, for models with constants, their identifiability."""
-        if not self.epoch and self.stop_reason != "explained":
+        if not self.epoch and self.stop_reason not in ("explained", "shooting"):
             return "no epoch trained"
         n = len(self.epoch)
         if self.stop_reason == "explained":
             loss = self.prefit.get("train_loss", math.nan)
             head = f"converged: the constants fitted first explain the training data (loss {loss:.3g}), no epoch needed"
+        elif self.stop_reason == "shooting":
+            head = "identified: the constants were fitted to noisy data by multiple shooting, nothing else to train"
         elif self.diverged:
             head = f"diverged after {n} epochs: {self.message}"
         elif self.converged:
@@ -114,12 +117,14 @@ class History:
         if self.prefit:
             p = self.prefit
             verdict = "kept" if p["kept"] else "discarded (no better)"
-            lines.append(f"Gauss-Newton fit of the constants first: {p['monitor']} {p['before']:.4g} -> "
+            method = p.get("method", "Gauss-Newton")
+            lines.append(f"{method} fit of the constants first: {p['monitor']} {p['before']:.4g} -> "
                          f"{p['after']:.4g}, {verdict}, {p['iterations']} steps, {p['seconds']:.1f} s")  # fmt: skip
         if self.polish:
             p = self.polish
             verdict = "kept" if p["kept"] else "discarded (no better)"
-            lines.append(f"Gauss-Newton polish of the constants: {p['monitor']} {p['before']:.4g} -> {p['after']:.4g}, "
+            method = p.get("method", "Gauss-Newton")
+            lines.append(f"{method} polish of the constants: {p['monitor']} {p['before']:.4g} -> {p['after']:.4g}, "
                          f"{verdict}, {p['iterations']} steps, {p['seconds']:.1f} s")  # fmt: skip
         if self.selection:
             lines.append(f"selected the {self.selection['selected']} model on validation rollouts")
