@@ -21,6 +21,10 @@ deg`` wrapped, ``|x| <= 2.4 m``) from some time <= 5 s to the end of the 7 s epi
   fitted to data of the friction CartPole;
 * ``mlp``: ``build("mlp")``, a purely learned model, fitted to the same data.
 
+Learned policy (both parts): a policy learned in imagination on the ``hybrid (euler)`` model of the task
+(:func:`physwm.control.learn_policy`, analytic gradients; ``POLICY_OPTIONS`` per task), never trained on the
+true environment, run on the same seeds (:func:`physwm.control.policy_study`; planner column ``policy``).
+
 Training data and fits: ``bench/planning_models.py`` (40 episodes x 100 steps of uniform random forces from
 starts spread over the whole circle of angles; one-step loss, 40 epochs).
 
@@ -40,7 +44,7 @@ import torch
 from planning_models import make_models
 
 import physwm
-from physwm.control import planning_study
+from physwm.control import learn_policy, planning_study, policy_study
 
 #: table row name -> (planner, options); QUICK_OPTIONS: the smoke run's
 PLANNER_OPTIONS = {"cem": ("cem", {"population": 500, "iterations": 5, "elites": 50}), "mppi": ("mppi", {}),
@@ -51,6 +55,9 @@ QUICK_OPTIONS = {"cem": ("cem", {"population": 100, "iterations": 3, "elites": 1
                  "ilqr_rt": ("ilqr", {"iterations": 2, "warm_iterations": 1}),
                  "shooting": ("shooting", {"restarts": 2, "iterations": 3}),
                  "cem_gd": ("cem_gd", {"population": 30, "gd_iterations": 2})}
+#: learn_policy options of the learned-policy row per task (--quick: a tenth of the iterations)
+POLICY_OPTIONS = {"balance": {"iterations": 100, "envs": 64, "horizon": 32},
+                  "swingup": {"iterations": 300, "envs": 64, "horizon": 32}}
 
 
 def main() -> None:
@@ -58,6 +65,7 @@ def main() -> None:
     ap.add_argument("--balance-seeds", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=5, help="swing-up seeds per model (default 5)")
     ap.add_argument("--planners", nargs="+", choices=list(PLANNER_OPTIONS), default=list(PLANNER_OPTIONS))
+    ap.add_argument("--no-policy", dest="policy", action="store_false", help="leave out the learned-policy rows")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 seeds each, small planners")
     ap.add_argument("--out", default=None, help="also write the success-rate table as Markdown to this file")
     ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -76,6 +84,17 @@ def main() -> None:
             print(f"[{row}]\n{study.table()}", flush=True)
             studies.append((row, study))
 
+    def run_policy(model, env_id, task, seeds):
+        opts = dict(POLICY_OPTIONS[task])
+        if args.quick:
+            opts["iterations"] = max(1, opts["iterations"] // 10)
+        learned = learn_policy(model, task, seed=0, progress=False, **opts)
+        print(f"learned policy ({task}): {opts} in {learned.seconds:.0f} s", flush=True)
+        study = policy_study({"hybrid (euler) policy": learned.freeze()}, env_id, task, seeds=range(seeds),
+                             progress=False)
+        print(study.table(), flush=True)
+        studies.append(("policy", study))
+
     print("== balance on gymnasium CartPole-v1 with the explicit model ==")
     run(make_models("balance", ["explicit"]), "CartPole-v1", "balance", args.balance_seeds)
     explicit = [st for row, st in studies if row == "cem"]
@@ -83,13 +102,18 @@ def main() -> None:
         failed = [e.seed for e in st.episodes["explicit"] if not e.success]
         print(f"cem: failed seeds: {failed or 'none'}; max |x| over episodes: "
               f"{max(np.abs(e.states[:, 0]).max() for e in st.episodes['explicit']):.2f} m\n")
-    run(make_models("balance", ["hybrid (euler)", "mlp"], args.quick), "CartPole-v1", "balance", args.seeds)
+    balance = make_models("balance", ["hybrid (euler)", "mlp"], args.quick)
+    run(balance, "CartPole-v1", "balance", args.seeds)
+    if args.policy:
+        run_policy(balance["hybrid (euler)"], "CartPole-v1", "balance", args.seeds)
 
     print("== swing-up on the CartPole with friction (physwm/CartPole-v0) ==")
     models = make_models("swingup", ["explicit", "nominal", "hybrid (euler)", "mlp"], args.quick)
     found = models["hybrid (euler)"].field.physics.identified()
     print("hybrid identified:", {k: round(v, 4) for k, v in found.items()})
     run(models, "physwm/CartPole-v0", "swingup", args.seeds)
+    if args.policy:
+        run_policy(models["hybrid (euler)"], "physwm/CartPole-v0", "swingup", args.seeds)
     total = time.perf_counter() - t0
     print(f"\ntotal {total:.0f} s")
     if args.out:
@@ -108,16 +132,16 @@ def _write_markdown(path, studies, seconds: float, overwrite: bool) -> None:
         "500, horizon 30 for balance and 40 for swing-up, 5 iterations, 50 elites, warm start) and the "
         "gradient-based ones with their defaults (iLQR 5 iterations; ilqr_rt: iLQR with one real-time iteration "
         "per step after the first, `warm_iterations=1`; shooting 4 restarts x 10 Adam steps; "
-        "cem_gd: CEM 100 x 3, then 5 Adam steps), and MPPI (population 500, 1 iteration). ODE models (explicit, "
-        "nominal, hybrid) plan on compiled "
-        "rollouts. Model evaluations: predicted plus differentiated transitions per control step. See the "
-        "script's docstring for the tasks, the models and their training data.",
+        "cem_gd: CEM 100 x 3, then 5 Adam steps), MPPI (population 500, 1 iteration); planner `policy`: a policy "
+        "learned in imagination on the hybrid (euler) model (no search; its time is one forward pass). ODE models "
+        "(explicit, nominal, hybrid) plan on compiled rollouts. Model evaluations: predicted plus differentiated "
+        "transitions per control step. See the script's docstring for the tasks, the models and their training data.",
         "",
         "| task | environment | model | planner | success | return (mean +- sd) | planning ms/step (mean, p95) "
         "| model evaluations/step |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    order = {name: i for i, name in enumerate(PLANNER_OPTIONS)}
+    order = {name: i for i, name in enumerate([*PLANNER_OPTIONS, "policy"])}
     for row, st in sorted(studies, key=lambda rs: (rs[1].task != "balance", order[rs[0]])):
         for name, s in st.summary().items():
             n = s["episodes"]

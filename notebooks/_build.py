@@ -2,7 +2,8 @@
 
 The notebooks are generated, never edited by hand, so they stay reproducible; they are committed without
 outputs and executed top to bottom by ``tests/test_notebooks.py``. Each runs in well under a minute.
-Only the notebooks listed in ``NOTEBOOKS`` are (re)written; other notebooks in this folder are left alone.
+Only the notebooks listed in ``NOTEBOOKS`` are (re)written; other notebooks in this folder are left alone
+(``_build_families.py`` writes the policy-learning and structure-preserving ones with the helpers below).
 """
 
 from __future__ import annotations

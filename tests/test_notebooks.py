@@ -11,7 +11,8 @@ from notebooks_run import NOTEBOOKS
 
 def test_notebooks_are_found():
     names = {p.name for p in NOTEBOOKS}
-    assert {"quickstart.ipynb", "hybrid_vs_implicit.ipynb", "extrapolation.ipynb", "phase_portraits.ipynb"} <= names
+    assert {"quickstart.ipynb", "hybrid_vs_implicit.ipynb", "extrapolation.ipynb", "phase_portraits.ipynb",
+            "policy_learning.ipynb", "structure_preserving.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from physwm.control import NeuralPolicy, learn_policy, make_env, run_episode
+from physwm.control import NeuralPolicy, learn_policy, make_env, policy_study, run_episode
 from physwm.control.policy_learning import lambda_returns
 from physwm.models import build
 
@@ -81,3 +81,24 @@ def test_actor_critic_improves_on_imagined_returns_without_gradients_through_the
     env = make_env("CartPole-v1", task="balance")
     steps = [len(run_episode(learned.freeze(), env, "balance", seed=s).controls) for s in range(3)]
     assert min(steps) >= 60, steps
+
+
+def test_policy_study_runs_the_planning_studys_episodes_for_policies():
+    """The same seeded episodes as run_episode, one per seed, in a PlanningStudy whose planner is "policy"."""
+    def push_right(x):
+        return np.array([10.0])
+
+    study = policy_study({"push": push_right, "nothing": lambda x: np.zeros(1)}, "CartPole-v1", "balance",
+                         seeds=[0, 1], progress=False)
+    assert study.planner == "policy" and list(study.episodes) == ["push", "nothing"]
+    env = make_env("CartPole-v1", task="balance")
+    for s, ep in zip([0, 1], study.episodes["push"], strict=True):
+        alone = run_episode(push_right, env, "balance", seed=s)
+        np.testing.assert_array_equal(ep.states, alone.states)
+        assert ep.seed == s and ep.model == "push" and ep.terminated and ep.steps < 60
+    assert study.success_rate() == {"push": 0.0, "nothing": 0.0}
+    assert "policy on CartPole-v1" in study.table()
+    with pytest.raises(TypeError, match="planning_study"):
+        policy_study({"model": build("mlp", hidden=[8])}, progress=False)
+    with pytest.raises(ValueError, match="policies"):
+        policy_study({}, progress=False)

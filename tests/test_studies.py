@@ -189,7 +189,9 @@ def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
 
 def test_default_configs_are_valid():
     full, quick = default_config(), default_config(quick=True)
-    assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae"]
+    assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae", "gan", "pinn_mlp"]
+    # issue 15's families train on a small budget and stay out of the data-efficiency sweep (the study's time)
+    assert full.data_efficiency.models == ["explicit", "node", "hybrid", "mlp", "vae"]
     assert full.train_transitions <= 5000 and full.headline.task == "friction" and full.headline.horizon == 100
     assert {t.name for t in full.tasks} == {"cartpole", "friction"}
     assert full.tasks[0].train.env == "CartPole-v1"
@@ -203,12 +205,13 @@ def test_studies_train_each_family_with_its_recipe():
     from physwm.models import recipe
 
     full = default_config()
-    assert all(m.fit == {} for m in full.models)
+    assert all(set(m.fit) <= {"steps"} for m in full.models)  # a row may have its own budget, never its own rates
     for m in full.models:
         cfg, rec = full.fit_for(m), recipe(m.build_name)
         assert (cfg.lr, cfg.constants_lr, cfg.prefit_steps) == (rec["lr"], rec.get("constants_lr"),
                                                                 rec.get("prefit_steps", 0))  # fmt: skip
-        assert (cfg.steps, cfg.keep_initial, cfg.val_max_windows) == (1000, True, 128)  # the study's budget
+        steps = 300 if m.name in ("gan", "pinn_mlp") else 1000  # the study's budget; the new families' smaller
+        assert (cfg.steps, cfg.keep_initial, cfg.val_max_windows) == (steps, True, 128)
     assert full.fit_for(full.model("explicit")).lr == 0.03
     # a study that sets a field, or a model's own fit, still wins over the recipe
     assert full.fit_for(ModelConfig("hybrid", fit={"lr": 0.1})).lr == 0.1

@@ -9,7 +9,8 @@
 * :mod:`.registry`: :data:`PLANNERS` and :func:`make_planner`;
 * :mod:`.adaptive`: :class:`AdaptiveController`, a planner whose model's constants are re-identified online;
 * :mod:`.tasks`: a system's control tasks by name (:func:`get_task`);
-* :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`);
+* :mod:`.episodes`: closed loop on the true environment (:func:`run_episode`, :func:`planning_study`,
+  :func:`policy_study`);
 * :mod:`.imagine`: virtual experience from a model (:func:`imagine`);
 * :mod:`.policy_learning`: a neural policy learned in imagination (:func:`learn_policy`; :mod:`.policy`).
 
@@ -27,7 +28,15 @@ Example::
 from ..envs import make_env
 from .adaptive import AdaptiveController
 from .dynamics import PlanningModel
-from .episodes import Episode, PlanningStudy, check_model_fits_env, default_planner_options, planning_study, run_episode
+from .episodes import (
+    Episode,
+    PlanningStudy,
+    check_model_fits_env,
+    default_planner_options,
+    planning_study,
+    policy_study,
+    run_episode,
+)
 from .gradient import CEMGD, ILQR, Shooting
 from .imagine import imagine
 from .planners import CEM, MPPI, Planner
@@ -54,6 +63,7 @@ __all__ = [
     "run_episode",
     "PlanningStudy",
     "planning_study",
+    "policy_study",
     "default_planner_options",
     "check_model_fits_env",
     "imagine",

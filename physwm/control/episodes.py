@@ -28,7 +28,7 @@ from .planners import Planner
 from .registry import make_planner
 from .tasks import get_task
 
-__all__ = ["Episode", "run_episode", "PlanningStudy", "planning_study", "default_planner_options",
+__all__ = ["Episode", "run_episode", "PlanningStudy", "planning_study", "policy_study", "default_planner_options",
            "check_model_fits_env"]  # fmt: skip
 
 
@@ -301,6 +301,54 @@ def planning_study(
                 bar.set_postfix(model=name, success=f"{np.mean([e.success for e in episodes[name]]):.2f}")
     env.close()
     return PlanningStudy(episodes, env_info(env).env_id, t.name, planner, dict(planner_options or {}))
+
+
+def policy_study(
+    policies: Mapping[str, Callable[[np.ndarray], Any]],
+    env_id: str = "CartPole-v1",
+    task: str | Task = "balance",
+    seeds: Sequence[int] = tuple(range(20)),
+    *,
+    env_options: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+    progress: bool = True,
+) -> PlanningStudy:
+    """Success rate per policy over seeds: the planning study of policies that need no search.
+
+    The same episodes as :func:`planning_study` (the environment, the task's starts, one episode per seed),
+    each control a call of the policy (e.g. a learned policy's :meth:`~physwm.control.LearnedPolicy.freeze`),
+    so its rows sit beside a planner's in one table: the study's ``planner`` is ``"policy"``.
+
+    Args:
+        policies: name -> callable ``state [n] -> control [m]`` (physical units).
+        env_id, task, seeds, env_options, steps, progress: as in :func:`planning_study`.
+
+    Returns:
+        A :class:`PlanningStudy` (``planner="policy"``).
+    """
+    if not isinstance(policies, Mapping) or not policies:
+        raise ValueError("policies must be a non-empty dict of name -> callable policy")
+    bad = sorted(name for name, p in policies.items() if not callable(p) or isinstance(p, WorldModel))
+    if bad:
+        raise TypeError(f"policies {bad} are not callable policies state -> control (a model needs a planner: "
+                        "use planning_study)")
+    env_options = dict(env_options or {})
+    if steps is not None:
+        env_options.setdefault("max_episode_steps", int(steps))
+    env = make_env(env_id, task, **env_options)
+    t = get_task(task, env_info(env).system)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    episodes: dict[str, list[Episode]] = {}
+    with tqdm(total=len(policies) * len(seeds), desc=f"policy {t.name}", disable=not progress) as bar:
+        for name, policy in policies.items():
+            episodes[name] = []
+            for s in seeds:
+                episodes[name].append(run_episode(policy, env, t, seed=s, steps=steps, model_name=name))
+                bar.update(1)
+    env.close()
+    return PlanningStudy(episodes, env_info(env).env_id, t.name, "policy")
 
 
 def default_planner_options(env, task: str | Task) -> dict[str, Any]:

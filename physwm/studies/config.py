@@ -552,7 +552,8 @@ def build_options(m: ModelConfig, task: TaskConfig, seed: int) -> dict:
 
 def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
     """The default study: gymnasium's CartPole-v1 and a CartPole with friction; explicit, Neural ODE,
-    hybrid, MLP and VAE models; extrapolation splits; data efficiency on the friction task.
+    hybrid, MLP and VAE models, and GAN and physics-informed MLP rows (300 training steps, outside the
+    data-efficiency sweep); extrapolation splits; data efficiency on the friction task.
 
     It is stored as data, ``physwm/studies/default.json`` (``quick.json``: a small version, one seed,
     smaller data and budgets, that runs in well under a minute); see their ``description`` fields.
