@@ -259,8 +259,8 @@ def main() -> None:
             split_lines, figure = adaptation_split(args)
             lines += ["## Adaptation split: rmse@100 against K", ""] + split_lines
             if args.out is not None:
-                names = figures(figure, args.out.parent / "figures")
-                lines += [f"![{n}](figures/{n})" for n in names] + [""]
+                names = figures(figure, args.out.parent / "adaptation_figures")
+                lines += [f"![{n}](adaptation_figures/{n})" for n in names] + [""]
         if args.planning:
             lines += planning_rows(args)
         if not args.no_timing:
