@@ -810,14 +810,16 @@ def build_notebook(cells) -> nbformat.NotebookNode:
     return nb
 
 
-def main(argv: list[str] | None = None) -> int:
-    names = argv or list(NOTEBOOKS)
-    unknown = sorted(set(names) - set(NOTEBOOKS))
+def main(argv: list[str] | None = None, notebooks: dict | None = None) -> int:
+    """Write the notebooks named in ``argv`` (all by default) of ``notebooks`` (this file's by default)."""
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    names = argv or list(notebooks)
+    unknown = sorted(set(names) - set(notebooks))
     if unknown:
-        raise SystemExit(f"unknown notebooks {unknown}; valid: {sorted(NOTEBOOKS)}")
+        raise SystemExit(f"unknown notebooks {unknown}; valid: {sorted(notebooks)}")
     for name in names:
         path = HERE / name
-        nbformat.write(build_notebook(NOTEBOOKS[name]), path)
+        nbformat.write(build_notebook(notebooks[name]), path)
         print(f"wrote {path}")
     return 0
 

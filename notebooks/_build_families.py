@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 
-import nbformat
-from _build import HERE, build_notebook, code, md
+from _build import code, main, md
 
 POLICY_LEARNING = [
     md("""
@@ -234,17 +233,5 @@ NOTEBOOKS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    names = argv or list(NOTEBOOKS)
-    unknown = sorted(set(names) - set(NOTEBOOKS))
-    if unknown:
-        raise SystemExit(f"unknown notebooks {unknown}; valid: {sorted(NOTEBOOKS)}")
-    for name in names:
-        path = HERE / name
-        nbformat.write(build_notebook(NOTEBOOKS[name]), path)
-        print(f"wrote {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], NOTEBOOKS))

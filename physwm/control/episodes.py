@@ -244,6 +244,21 @@ class PlanningStudy:
         return "\n".join(rows)
 
 
+def study_env(
+    env_id: str, task: str | Task, env_options: Mapping[str, Any] | None, steps: int | None, seeds: Sequence[int]
+) -> tuple[Any, Task, list[int]]:
+    """The environment, the task and the seeds of a planning or policy study (``steps`` caps the episodes)."""
+    env_options = dict(env_options or {})
+    if steps is not None:
+        env_options.setdefault("max_episode_steps", int(steps))
+    env = make_env(env_id, task, **env_options)
+    t = get_task(task, env_info(env).system)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    return env, t, seeds
+
+
 def planning_study(
     models: Mapping[str, WorldModel],
     env_id: str = "CartPole-v1",
@@ -276,14 +291,7 @@ def planning_study(
     """
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict of name -> WorldModel")
-    env_options = dict(env_options or {})
-    if steps is not None:
-        env_options.setdefault("max_episode_steps", int(steps))
-    env = make_env(env_id, task, **env_options)
-    t = get_task(task, env_info(env).system)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must not be empty")
+    env, t, seeds = study_env(env_id, task, env_options, steps, seeds)
     episodes: dict[str, list[Episode]] = {}
     total = len(models) * len(seeds)
     with tqdm(total=total, desc=f"{planner} {t.name}", disable=not progress) as bar:
@@ -332,14 +340,7 @@ def policy_study(
     if bad:
         raise TypeError(f"policies {bad} are not callable policies state -> control (a model needs a planner: "
                         "use planning_study)")
-    env_options = dict(env_options or {})
-    if steps is not None:
-        env_options.setdefault("max_episode_steps", int(steps))
-    env = make_env(env_id, task, **env_options)
-    t = get_task(task, env_info(env).system)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must not be empty")
+    env, t, seeds = study_env(env_id, task, env_options, steps, seeds)
     episodes: dict[str, list[Episode]] = {}
     with tqdm(total=len(policies) * len(seeds), desc=f"policy {t.name}", disable=not progress) as bar:
         for name, policy in policies.items():
