@@ -14,7 +14,7 @@ from typing import Any
 from . import envs  # noqa: F401  (registers the physwm environments with gymnasium)
 from .data import Trajectories, collect, make_policy
 from .deploy import export, load_exported, quantize
-from .discover import discover  # issue 10: discovering missing physics
+from .discover import discover  # discovering missing physics
 from .integrators import (
     RK4,
     Adaptive,
@@ -43,7 +43,7 @@ from .systems import (  # issue 9: more systems, user systems
 from .train import (
     FitConfig,
     History,
-    adapt,  # issue 11: few-shot adaptation to a changed system
+    adapt,  # few-shot adaptation to a changed system
     fit,
     load_checkpoint,
     save_checkpoint,

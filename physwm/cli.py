@@ -384,11 +384,11 @@ def _run_plot(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="the default study end to end: data, five model families, in/out of distribution, report",
+        help="the default study end to end: data, seven model families, in/out of distribution, report",
         description="Collect data from gymnasium CartPole-v1 and from a CartPole with friction, fit the explicit, "
-        "Neural ODE, hybrid, MLP and VAE models, evaluate them in and out of distribution (and the data "
-        "efficiency on the friction task), and write the Markdown table, CSV/JSON and figures. A few minutes on "
-        "2 cores; --quick: under a minute. Re-running resumes.",
+        "Neural ODE, hybrid, MLP, VAE, GAN and physics-informed MLP models, evaluate them in and out of "
+        "distribution (and the data efficiency on the friction task), and write the Markdown table, CSV/JSON "
+        "and figures. About five minutes on 2 cores; --quick: about a minute. Re-running resumes.",
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="small version (one seed, small data): < 1 min")
@@ -526,7 +526,7 @@ def _run_plan(args) -> int:
     return 0 if episode.success else 1
 
 
-# --- discover (physwm.discover; issue 10) ---
+# --- discover (physwm.discover) ---
 
 
 @command

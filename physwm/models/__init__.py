@@ -10,7 +10,7 @@ from .lagrangian import LagrangianField
 from .ode import ODEModel
 from .pinn import PhysicsInformedMLP
 from .recipes import RECIPES, family_of, recipe, recipe_for
-from .symbolic import SymbolicField  # issue 10: symbolic residuals
+from .symbolic import SymbolicField  # symbolic residuals
 
 __all__ = [
     "WorldModel",

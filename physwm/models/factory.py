@@ -57,7 +57,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
         # adaptive multiplier's rate tau_2 (None: a fixed weight)
         "penalty_norm": "normalized",
         "multiplier_rate": None,
-        # issue 10: "network" (a NeuralField) or "symbolic" (a SymbolicField of the system's library; its
+        # "network" (a NeuralField) or "symbolic" (a SymbolicField of the system's library; its
         # active terms: None = all, or {row name: [term names]}, what physwm.discover stores)
         "residual": "network",
         "terms": None,
@@ -75,7 +75,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "gru": {"hidden_size": 128, "num_layers": 1, "warmup": 0},
     "transformer": {"d_model": 64, "heads": 4, "layers": 2, "context": 32, "feedforward": None, "activation": "gelu"},
     "ensemble": {"members": 5, "member": "gaussian_mlp", "member_options": {}, "bootstrap": True},
-    # -- issue 15: a conditional GAN, a physics-informed MLP, a Lagrangian field (see their modules) --
+    # -- a conditional GAN, a physics-informed MLP, a Lagrangian field (see their modules) --
     "gan": {"noise_dim": 4, "hidden": [128, 128, 128], "disc_hidden": [128, 128], "activation": "silu",
             "adversarial_weight": 0.01},
     "pinn_mlp": {"hidden": [128, 128, 128], "activation": "silu", "physics_weight": 1.0, "collocation": 256,

@@ -111,7 +111,7 @@ class FitConfig:
             Hessian of the loss in the constants, its condition number, intervals, the pairs that trade
             off), store it in ``History.identifiability`` and warn (:class:`~physwm.evaluate.
             UnidentifiableWarning`) naming any constant the data cannot pin down.
-        obs_noise: observation noise in the training data (issue 12): ``None`` (default) reads the noise the
+        obs_noise: observation noise in the training data: ``None`` (default) reads the noise the
             data records (noisy :func:`~physwm.data.collect` output) and means exact data when it records
             none; ``"estimate"`` estimates it from the data; or standard deviations (a scalar or one per
             state, physical units; zeros: exact data). With noise, the physical constants are fitted by

@@ -125,7 +125,7 @@ class _Run:
                  val_source: Any, ckpt: Path | None, train_source: Any = None):  # fmt: skip
         self.model, self.cfg, self.ckpt, self.val_source = model, cfg, ckpt, val_source
         self.train_source = train_source
-        # noisy data (issue 12): the constants are fitted by multiple shooting, never by the minibatch loss
+        # noisy data: the constants are fitted by multiple shooting, never by the minibatch loss
         self.noise = resolve_obs_noise(cfg.obs_noise, train_source, model.state_dim) if constants_params(model) \
             else None
         self.dtype, self.device = module_dtype_device(model)
