@@ -182,7 +182,23 @@ def env_integrator(
     return get_integrator(key, substeps=substeps)
 
 
-class SystemEnv(gymnasium.Env):
+class GymConstants:
+    """gymnasium's attribute names for an environment's constants (CartPole-v1: ``env.tau``, ``env.force_mag``,
+    ``env.gravity``, ...), read from its ``params``; and no rendering (``render_mode`` must be ``None``).
+    Shared by :class:`SystemEnv` and the vector environments."""
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and name in params.to_dict():
+            return getattr(params, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def render(self):
+        """No rendering (``render_mode`` must be ``None``)."""
+        return None
+
+
+class SystemEnv(GymConstants, gymnasium.Env):
     """A gymnasium environment of a :class:`~physwm.systems.System` (see the module docstring).
 
     Subclasses set ``system``. Args:
@@ -343,16 +359,6 @@ class SystemEnv(gymnasium.Env):
             info[self.system.controls[0].name] = float(control[0])
         return info
 
-    def __getattr__(self, name: str) -> Any:
-        # gymnasium's attribute names for the constants (CartPole-v1: tau, force_mag, gravity, ...)
-        params = self.__dict__.get("params")
-        if params is not None and name in params.to_dict():
-            return getattr(params, name)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-
-    def render(self):
-        """No rendering (``render_mode`` must be ``None``)."""
-        return None
 
 
 def env_class(system: type[System]) -> type[SystemEnv]:

@@ -53,7 +53,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from .checks import positive_int
-from .envs import RESET_OPTIONS, env_integrator, env_params, radius_start, state_vector, vector_env_name
+from .envs import RESET_OPTIONS, GymConstants, env_integrator, env_params, radius_start, state_vector, vector_env_name
 from .integrators import Integrator, compile_available, compiled_vector_step
 from .systems import BUILTIN_SYSTEMS, SYSTEMS, Parameters, System
 
@@ -65,7 +65,7 @@ FUSED_MIN_ENVS = 256
 _VECTOR_RESET_OPTIONS = (*RESET_OPTIONS, "reset_mask")
 
 
-class SystemVectorEnv(gymnasium.vector.VectorEnv):
+class SystemVectorEnv(GymConstants, gymnasium.vector.VectorEnv):
     """``num_envs`` environments of a :class:`~physwm.systems.System`, stepped in one batch (module docstring).
 
     Subclasses set ``system``. Args:
@@ -295,16 +295,6 @@ class SystemVectorEnv(gymnasium.vector.VectorEnv):
             info[name], info[f"_{name}"] = control[:, 0].copy(), stepped.copy()
         return info
 
-    def __getattr__(self, name: str) -> Any:
-        # gymnasium's attribute names for the constants (tau, force_mag, gravity, ...), as SystemEnv
-        params = self.__dict__.get("params")
-        if params is not None and name in params.to_dict():
-            return getattr(params, name)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-
-    def render(self):
-        """No rendering (``render_mode`` must be ``None``)."""
-        return None
 
 
 def vector_env_class(system: type[System]) -> type[SystemVectorEnv]:

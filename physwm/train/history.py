@@ -114,18 +114,11 @@ class History:
         lines = [head]
         if self.best_epoch is not None and self.best_value is not None:
             lines.append(f"best epoch {self.best_epoch}: {self.monitor} {self.best_value:.4g}")
-        if self.prefit:
-            p = self.prefit
-            verdict = "kept" if p["kept"] else "discarded (no better)"
-            method = p.get("method", "Gauss-Newton")
-            lines.append(f"{method} fit of the constants first: {p['monitor']} {p['before']:.4g} -> "
-                         f"{p['after']:.4g}, {verdict}, {p['iterations']} steps, {p['seconds']:.1f} s")  # fmt: skip
-        if self.polish:
-            p = self.polish
-            verdict = "kept" if p["kept"] else "discarded (no better)"
-            method = p.get("method", "Gauss-Newton")
-            lines.append(f"{method} polish of the constants: {p['monitor']} {p['before']:.4g} -> {p['after']:.4g}, "
-                         f"{verdict}, {p['iterations']} steps, {p['seconds']:.1f} s")  # fmt: skip
+        for p, what in ((self.prefit, "fit of the constants first"), (self.polish, "polish of the constants")):
+            if p:
+                verdict = "kept" if p["kept"] else "discarded (no better)"
+                lines.append(f"{p.get('method', 'Gauss-Newton')} {what}: {p['monitor']} {p['before']:.4g} -> "
+                             f"{p['after']:.4g}, {verdict}, {p['iterations']} steps, {p['seconds']:.1f} s")  # fmt: skip
         if self.selection:
             lines.append(f"selected the {self.selection['selected']} model on validation rollouts")
         ident = self.identifiability
