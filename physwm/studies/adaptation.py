@@ -12,6 +12,7 @@ constants, implicit ones are fine-tuned with the same budget) on the split's tes
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,13 +109,15 @@ def adapted_metrics(model: nn.Module, pool: Trajectories, ks: Sequence[int],
         score: the split's metrics of a model (e.g. :func:`physwm.evaluate.evaluate` on its test episodes).
 
     Returns:
-        the metrics per K, each with ``adapt_k``, ``adapt_cpu_s`` (CPU seconds of the adaptation) and
-        ``adapt_loss_before`` / ``adapt_loss_after`` (the model's loss on the K transitions) added.
+        the metrics per K, each with ``adapt_k``, ``adapt_cpu_s`` and ``adapt_eval_cpu_s`` (CPU seconds of the
+        adaptation and of scoring the adapted copy, ``time.process_time``) and ``adapt_loss_before`` /
+        ``adapt_loss_after`` (the model's loss on the K transitions) added.
     """
     out = {}
     for k in ks:
         adapted = adapt(model, pool.head(k))
-        a = adapted.adaptation
-        out[k] = {**score(adapted), "adapt_k": int(k), "adapt_cpu_s": a.cpu_seconds,
-                  "adapt_loss_before": a.loss_before, "adapt_loss_after": a.loss_after}  # fmt: skip
+        a, c0 = adapted.adaptation, time.process_time()
+        metrics = score(adapted)
+        out[k] = {**metrics, "adapt_k": int(k), "adapt_cpu_s": a.cpu_seconds, "adapt_eval_cpu_s":
+                  time.process_time() - c0, "adapt_loss_before": a.loss_before, "adapt_loss_after": a.loss_after}
     return out
