@@ -19,6 +19,7 @@ from physwm.studies import (  # noqa: E402
     SplitConfig,
     StudyConfig,
     TaskConfig,
+    default_config,
     run_study,
 )
 from physwm.studies.adaptation import ADAPT_SEED_OFFSET, adapted_name, adapted_of, pool_name  # noqa: E402
@@ -125,3 +126,12 @@ def test_adapt_survives_the_json_round_trip(tmp_path):
     cfg.to_json(tmp_path / "c.json")
     again = StudyConfig.from_json(tmp_path / "c.json")
     assert again.tasks[0].tests[1].adapt == [30, 50] and again.tasks[0].tests[0].adapt is None
+
+
+def test_the_default_study_adapts_to_30_transitions_on_exactly_the_changed_systems():
+    full, quick = default_config(), default_config(quick=True)
+    adapted = {(t.name, s.name): s.adapt for t in full.tasks for s in t.tests if s.adapt}
+    assert adapted == {("friction", n): [30] for n in ("heavier_pole", "longer_pole", "more_friction")}
+    friction = full.task("friction")
+    assert all(friction.true_params(s) != friction.true_params() for s in friction.tests if s.adapt)
+    assert not any(s.adapt for t in quick.tasks for s in t.tests)  # the quick study keeps its minute

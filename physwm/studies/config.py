@@ -579,7 +579,8 @@ def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
       from the frictionless CartPole-v1 equations and identify the constants (friction included); the
       hybrid's residual learns what they still miss. Extrapolation: full swings over the top (any angle, up
       to 6 rad/s), forces up to 15 N, a heavier pole, a longer pole, three times the friction, and
-      500-step horizons.
+      500-step horizons; the three changed systems are also scored after every model adapts to 30 of their
+      transitions (``adapt``, see :mod:`physwm.studies.adaptation`).
 
     ``systems=True``: the study of the other built-in systems instead (``systems.json``, quick:
     ``systems_quick.json``), kept apart so the default study keeps its time budget:
