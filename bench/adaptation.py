@@ -189,10 +189,9 @@ def planning_rows(args) -> list[str]:
         for task in args.tasks:
             env = make_env("physwm/CartPole-v0", task, truth)
             t = get_task(task)
-            wins, ms = {}, []
-            for row in ("fixed", "adapted", "online"):
-                wins[row] = 0
-                for seed in args.seeds:
+            wins, ms = dict.fromkeys(("fixed", "adapted", "online"), 0), []
+            for seed in args.seeds:  # seeds outer: a log cut short still holds whole seeds
+                for row in wins:
                     model = adapted if row == "adapted" else fixed
                     planner = make_planner(name, model, t.cost, seed=seed, progress=False,
                                            **default_planner_options(env, t), **extra)
@@ -201,6 +200,8 @@ def planning_rows(args) -> list[str]:
                         warnings.simplefilter("ignore")
                         ep = run_episode(ctl, env, t, seed=seed)
                     wins[row] += int(ep.success)
+                    print(f"  {split} {task} seed {seed} {row}: success {bool(ep.success)} "
+                          f"({time.process_time():.0f} s CPU so far)", file=sys.stderr, flush=True)  # fmt: skip
                     if row == "online":
                         ms += [h["cpu_ms"] for h in ctl.history]
                         ctl.reset()  # the fixed model's constants back to where they were

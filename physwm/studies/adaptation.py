@@ -22,8 +22,8 @@ from ..data import Trajectories, collect
 from ..systems import System
 from ..train import adapt
 
-__all__ = ["ADAPT_SEED_OFFSET", "adapted_name", "adapted_of", "pool_name", "check_adapt", "collect_pool",
-           "adapted_metrics"]  # fmt: skip
+__all__ = ["ADAPT_SEED_OFFSET", "adapted_name", "adapted_of", "result_columns", "pool_name", "check_adapt",
+           "collect_pool", "adapted_metrics"]  # fmt: skip
 
 #: The adaptation pool of a split is collected with seed ``split.seed + ADAPT_SEED_OFFSET``.
 ADAPT_SEED_OFFSET = 1000
@@ -41,6 +41,11 @@ def adapted_of(name: str) -> tuple[str, int] | None:
     """``(split, K)`` of an adapted split's name (:func:`adapted_name`), ``None`` for any other name."""
     m = _ADAPTED_RE.match(name)
     return (m.group(1), int(m.group(2))) if m else None
+
+
+def result_columns(splits: Sequence[Any]) -> list[tuple[str, Any]]:
+    """``(result name, split)`` of test splits in report order: each split, then its adapted versions."""
+    return [(name, s) for s in splits for name in [s.name] + [adapted_name(s.name, k) for k in (s.adapt or [])]]
 
 
 def pool_name(split: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..files import atomic_write_text, json_dumps, read_json
 from ..version import __version__
-from .adaptation import ADAPT_SEED_OFFSET, adapted_name
+from .adaptation import ADAPT_SEED_OFFSET, adapted_name, result_columns
 from .config import IMPLICIT_FAMILIES, SplitConfig, StudyConfig, TaskConfig
 from .paths import all_runs, run_path
 
@@ -260,11 +260,6 @@ def _adapted_headline(cfg: StudyConfig, agg: list[dict], task: TaskConfig, impli
     ks = sorted({r["k"] for r in rows})
     return {"adapted": rows,
             "ratio_out_other_system_adapted": {k: _geomean([r["ratio"] for r in rows if r["k"] == k]) for k in ks}}
-
-
-def _test_columns(t: TaskConfig) -> list[tuple[str, SplitConfig]]:
-    """The result names of a task's test splits in report order: each split, then its adapted versions."""
-    return [(name, s) for s in t.tests for name in [s.name] + [adapted_name(s.name, k) for k in (s.adapt or [])]]
 
 
 def _system_shift(task: TaskConfig, split: SplitConfig) -> bool:
@@ -522,7 +517,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         tr = cfg.train_transitions
         srows = [[f"`{s.name}`", s.distribution, s.description] for s in t.tests]
         L += [_md_table(["split", "distribution", "what differs from training"], srows), ""]
-        cols = _test_columns(t)
+        cols = result_columns(t.tests)
         header = ["model"] + [f"{name} @{report_horizon(cfg, s)}" for name, s in cols]
         rows = []
         for m in cfg.models:
