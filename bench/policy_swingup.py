@@ -6,8 +6,8 @@ learnable constants plus a residual, fitted to 40 episodes x 100 steps of the fr
 uniform random forces from starts over the whole circle). No other true-environment transition is used.
 
 Policy (``--method distil``, the default here): :func:`physwm.control.learn_policy` with
-``method="distil"`` and its default options (:func:`physwm.control.distil.distil_planner`: 4 DAgger rounds
-of 6 imagined episodes of the task's 350 steps in the model, half from the task's hanging start box, half
+``method="distil"`` and its default options (:func:`physwm.control.distil.distil_planner`: 6 DAgger rounds
+of 8 imagined episodes of 200 steps in the model, half from the task's hanging start box, half
 from a wide box over every angle; every visited state labelled by iLQR with real-time iterations planning
 on the same model; the policy regressed on all labels). ``--rounds``/``--episodes``/``--steps`` override.
 
@@ -26,6 +26,11 @@ steps, start within +-0.05 of hanging; success: upright within 5 s and held for 
 return and the median CPU ms per control step (``time.process_time``, steadier than the wall clock on a
 shared machine). MPC with the same model: the planner the policy imitates (iLQR, ``warm_iterations=1``,
 compiled), on ``--mpc-seeds`` full episodes; the ratio of the two times is printed.
+
+Measured with the default command on a loaded 2-core machine (CPU times): learning 170 s; the policy 10/10
+swing-ups, mean return 350.0, 0.534 ms per control step; MPC (iLQR, same model) 2/2, 8.62 ms per step, 16x
+the policy's. ``--seed 1`` (another learning seed): 10/10, 0.529 ms. A smaller budget (``--rounds 4
+--episodes 6 --steps 350``) gave 7/10.
 
 Run: ``python bench/policy_swingup.py`` (a few minutes of CPU; more wall time on a shared machine).
 """

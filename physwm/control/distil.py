@@ -104,8 +104,8 @@ def distil_planner(
     *,
     planner: str | None = None,
     planner_options: dict[str, Any] | None = None,
-    rounds: int = 4,
-    episodes: int = 6,
+    rounds: int = 6,
+    episodes: int = 8,
     steps: int | None = None,
     wide: float = 0.5,
     updates: int = 1000,
@@ -118,16 +118,16 @@ def distil_planner(
 
     Args:
         model: the world model (frozen by the caller; the planner plans with it and episodes run in it).
-        policy: the :class:`NeuralPolicy` to train (its bounds are the planner's).
+        policy: the :class:`~physwm.control.NeuralPolicy` to train (its bounds are the planner's).
         boxes: the task's imagined episodes (:class:`~physwm.control.policy_learning.ImaginedEpisodes`):
             their system, constants (failure condition of tasks that terminate), task (the planner's cost,
-            terminal cost and horizon) and start states (:meth:`~ImaginedEpisodes.sample`).
+            terminal cost and horizon) and start states (its ``sample``).
         planner: a name of :data:`~physwm.control.PLANNERS` (default :data:`DEFAULT_DISTIL_PLANNER`'s).
         planner_options: its keyword arguments, added to :data:`DEFAULT_DISTIL_PLANNER`'s for that planner;
             ``bounds``, ``horizon``, ``terminal_cost`` and ``seed`` default to the policy's, the task's and
             ``seed``.
-        rounds: DAgger rounds; episodes: imagined episodes per round; steps: their length (default the
-            task's ``steps``).
+        rounds: DAgger rounds; episodes: imagined episodes per round; steps: their length (default 200, or
+            the task's ``steps`` if fewer: a swing-up happens early, later steps only add labels near the goal).
         wide: fraction of the episodes that start from the wide box (see the module doc), in ``[0, 1]``.
         updates, batch, lr: the regression's Adam steps per round, minibatch size and learning rate.
         seed: seeds the planner, the wide start states, the choice of applied control and the minibatches.
@@ -156,7 +156,7 @@ def distil_planner(
     expert = make_planner(name, model, task.cost, **options)
     dtype = policy.low.dtype
     device = policy.low.device
-    steps = task.steps if steps is None else int(steps)
+    steps = min(task.steps, 200) if steps is None else int(steps)
     if steps < 1:
         raise ValueError(f"steps must be a positive number of control steps, got {steps!r}")
     generator = torch.Generator().manual_seed(seed + 2)
