@@ -5,11 +5,12 @@ says which member recorded each episode. :func:`fit_family` trains a :class:`~ph
 (physics-based) or :class:`~physwm.models.ContextMLP` (implicit) on all of them at once: shared weights and
 constants, one context per member, every window rolled out under its own member's context.
 
-A FamilyModel's per-member constants start from a Levenberg-Marquardt fit on each member's transitions
-(the base model's residual, if any, still zero), then Adam trains everything jointly (constants at
+A FamilyModel's constants start from Levenberg-Marquardt fits on the one-step transitions (the base model's
+residual, if any, still zero), alternating between each member's own constants (on its transitions) and the
+shared ones (on all, each window with its member's constants), then Adam trains everything jointly (constants at
 ``constants_lr``, networks at ``lr``, cosine decay, ``steps`` gradient steps, the multi-step loss over
-``horizon`` transitions), and a last Levenberg-Marquardt pass refits each member's constants with the shared
-part fixed. A ContextMLP is trained by Adam alone. After training the current context is the members' mean,
+``horizon`` transitions), and the same alternating Levenberg-Marquardt passes refit the constants with the networks
+fixed. A ContextMLP is trained by Adam alone. After training the current context is the members' mean,
 the prior that :func:`adapt_context` starts from.
 
 :func:`adapt_context` estimates only the context of a new member from a few of its transitions: the
@@ -28,12 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import finite_float, nonnegative_int, positive_int
 from ..data import EpisodeData
 from ..models.context import ContextMLP, FamilyModel
 from .adapt import Adaptation, adapt, adaptation_windows
+from .constants import levenberg_marquardt
 
 __all__ = ["fit_family", "FamilyFit", "adapt_context", "family_windows"]
 
@@ -46,6 +49,9 @@ class FamilyFit:
         members: members of the family.
         windows: training windows (all members).
         losses: the training loss (mean over each block of ``steps // 20`` steps), first to last.
+        loss_start, loss_end: the loss over all training windows before the gradient steps (after the
+            constants' fit) and after training.
+        kept_start: training did not lower that loss, so the model was put back as it was before it.
         constants: per-member constants after training, physical units (FamilyModel; ``{}`` for a ContextMLP).
         cpu_seconds: CPU time, s (``time.process_time``).
     """
@@ -53,6 +59,9 @@ class FamilyFit:
     members: int
     windows: int
     losses: list[float] = field(default_factory=list)
+    loss_start: float = math.nan
+    loss_end: float = math.nan
+    kept_start: bool = False
     constants: dict[str, list[float]] = field(default_factory=dict)
     cpu_seconds: float = 0.0
 
@@ -104,7 +113,38 @@ def family_windows(model: Any, data: Any, members: Sequence[int] | torch.Tensor 
     return {"states": ws, "controls": wc, "member": wm}
 
 
-def _prefit_members(model: FamilyModel, one_step: dict[str, torch.Tensor], iterations: int) -> None:
+class _MemberWindows(nn.Module):
+    """A family model as :func:`~physwm.train.levenberg_marquardt` sees it: windows rolled out with their own
+    members' constants, the shared constants (the base's learnable ones) the unknowns."""
+
+    def __init__(self, family: FamilyModel, member: torch.Tensor):
+        super().__init__()
+        self.family, self.member = family, member
+
+    def rollout(self, x0: torch.Tensor, u: torch.Tensor, **_: Any) -> torch.Tensor:
+        return self.family.member_rollout(x0, u, self.member)
+
+    def scaled_error(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.family.scaled_error(pred, target)
+
+
+@torch.no_grad()
+def _fit_shared(model: FamilyModel, one_step: dict[str, torch.Tensor], iterations: int) -> None:
+    """The shared constants by Levenberg-Marquardt on every member's transitions, the members' constants fixed."""
+    work = copy.deepcopy(model).double()
+    for key in work.keys:
+        work.current_raw(key).requires_grad_(False)  # not among the unknowns
+    if not any(p.requires_grad for n, p in work.base.named_parameters() if ".raw." in f".{n}"):
+        return
+    s, c = one_step["states"].double(), one_step["controls"].double()
+    levenberg_marquardt(_MemberWindows(work, one_step["member"]), s, c, iterations)
+    own = dict(model.base.named_parameters())
+    for name, p in work.base.named_parameters():
+        if ".raw." in f".{name}" and p.requires_grad:
+            own[name].copy_(p.to(own[name].dtype))
+
+
+def _fit_members(model: FamilyModel, one_step: dict[str, torch.Tensor], iterations: int) -> None:
     """Each member's constants by Levenberg-Marquardt on its own transitions, the shared part fixed."""
     for g in range(model.members):
         mask = one_step["member"] == g
@@ -113,6 +153,24 @@ def _prefit_members(model: FamilyModel, one_step: dict[str, torch.Tensor], itera
         fitted = adapt(model, batch, params=list(model.per_member), steps=iterations, trim=None, uncertainty=False)
         model.set_context(values=fitted.adaptation.constants)
         model.store_context(g)
+
+
+def _fit_constants(model: FamilyModel, one_step: dict[str, torch.Tensor], iterations: int, rounds: int = 3) -> None:
+    """Block coordinate descent on the constants: the members' own, then the shared ones, ``rounds`` times."""
+    for _ in range(rounds):
+        _fit_members(model, one_step, iterations)
+        _fit_shared(model, one_step, iterations)
+    _fit_members(model, one_step, iterations)
+
+
+@torch.no_grad()
+def _full_loss(model: FamilyModel | ContextMLP, windows: dict[str, torch.Tensor], chunk: int = 4096) -> float:
+    """The model's loss over every training window (each with its member), in chunks."""
+    total, W = 0.0, windows["states"].shape[0]
+    for b in range(0, W, chunk):
+        part = {k: v[b : b + chunk] for k, v in windows.items()}
+        total += float(model.loss(part)[0]) * part["states"].shape[0]
+    return total / W
 
 
 def fit_family(
@@ -126,6 +184,7 @@ def fit_family(
     lr: float = 3e-3,
     constants_lr: float = 0.01,
     prefit_steps: int = 30,
+    explained_loss: float = 1e-10,
     seed: int = 0,
     progress: bool = False,
 ) -> FamilyFit:
@@ -142,6 +201,8 @@ def fit_family(
         lr: learning rate of the networks and contexts (a ContextMLP's) .
         constants_lr: learning rate of a FamilyModel's physical constants (raw units ``value / scale``).
         prefit_steps: Levenberg-Marquardt iterations per member before and after Adam (FamilyModel; 0: none).
+        explained_loss: no gradient step if the loss after the constants' fit is at most this (the physics
+            explains the data to round-off; as the physics-based recipes of ``fit``).
         seed: seeds the shuffling.
         progress: show a tqdm bar.
 
@@ -158,6 +219,7 @@ def fit_family(
     lr = finite_float(lr, "lr", positive=True)
     constants_lr = finite_float(constants_lr, "constants_lr", positive=True)
     prefit_steps = nonnegative_int(prefit_steps, "prefit_steps")
+    explained_loss = finite_float(explained_loss, "explained_loss", nonnegative=True)
     seed = nonnegative_int(seed, "seed")
     c0 = time.process_time()
     train = family_windows(model, data, members, horizon)
@@ -165,7 +227,7 @@ def fit_family(
     model.fit_normalization(one_step["states"], one_step["controls"])
     physics = isinstance(model, FamilyModel)
     if physics and prefit_steps:
-        _prefit_members(model, one_step, prefit_steps)
+        _fit_constants(model, one_step, prefit_steps)
     if physics:
         consts = [model.member_raw] + [p for n, p in model.base.named_parameters() if ".raw." in f".{n}"]
     else:
@@ -178,6 +240,10 @@ def fit_family(
     gen = torch.Generator().manual_seed(seed)
     W = train["states"].shape[0]
     result = FamilyFit(members=model.members, windows=W)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result.loss_start = _full_loss(model, train)
+    if result.loss_start <= explained_loss:
+        steps = 0  # the constants explain the data to round-off: nothing left for the networks to learn
     block, acc, count = max(steps // 20, 1), 0.0, 0
     model.train()
     for _ in tqdm(range(steps), desc="fit_family", disable=not progress):
@@ -196,8 +262,12 @@ def fit_family(
             result.losses.append(acc / count)
             acc, count = 0.0, 0
     model.eval()
-    if physics and prefit_steps:
-        _prefit_members(model, one_step, prefit_steps)
+    if physics and prefit_steps and steps:
+        _fit_constants(model, one_step, prefit_steps)
+    result.loss_end = _full_loss(model, train)
+    if not result.loss_end <= result.loss_start:  # training made it worse (or diverged): keep the start
+        model.load_state_dict(start)
+        result.kept_start = True
     model.set_context()
     if physics:
         result.constants = model.member_constants()
