@@ -152,8 +152,11 @@ class FamilyModel(WorldModel):
 
     def context(self) -> dict[str, float]:
         """The current context (the base's ``per_member`` constants), physical units."""
-        return {name: self._spec(j).scale * float(self.current_raw(key).detach()) for j, (name, key) in
-                enumerate(zip(self.per_member, self.keys))}  # fmt: skip
+        out = {}
+        for j, (name, key) in enumerate(zip(self.per_member, self.keys)):
+            spec = self._spec(j)
+            out[name] = spec.scale * max(float(self.current_raw(key).detach()), spec.floor)
+        return out
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, controls: torch.Tensor) -> FamilyModel:
