@@ -198,7 +198,7 @@ def fit_family(
         steps: Adam steps.
         horizon: transitions per training window (the multi-step loss).
         batch_size: windows per step.
-        lr: learning rate of the networks and contexts (a ContextMLP's) .
+        lr: learning rate of the networks (and of a ContextMLP's member contexts).
         constants_lr: learning rate of a FamilyModel's physical constants (raw units ``value / scale``).
         prefit_steps: Levenberg-Marquardt iterations per member before and after Adam (FamilyModel; 0: none).
         explained_loss: no gradient step if the loss after the constants' fit is at most this (the physics
