@@ -419,9 +419,9 @@ class HybridField(VectorField):
             bind = getattr(part, "bind_controls", None)
             parts.append(bind(u) if bind is not None else (lambda x, t, part=part: part(x, u[:, t])))
         physics, residual = parts
-        if self.force_residual:
-            force, response = residual, self.physics.force_response
-            residual = lambda x, t: response(x, force(x, t))  # noqa: E731
+        if self.force_residual:  # the constants once per rollout, as the physics binds them
+            force, response, p = residual, self.physics.force_response, self.physics.params
+            residual = lambda x, t: response(x, force(x, t), p)  # noqa: E731
         if self.rows == tuple(range(self.state_dim)):
             return lambda x, t: physics(x, t) + residual(x, t)
         idx = torch.as_tensor(self.rows, device=u.device)

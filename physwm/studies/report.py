@@ -359,14 +359,14 @@ def _lyapunov_table(cfg: StudyConfig, agg: list[dict], t: TaskConfig) -> list[st
     tr = cfg.train_transitions
     lams = {}
     for s in t.tests:
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             r = lookup(agg, t.name, m.name, tr, s.name) or {}
             if r.get("lyapunov_exponent") is not None:
                 lams[s.name] = r["lyapunov_exponent"]
     if not lams:
         return []
     rows = []
-    for m in cfg.models:
+    for m in cfg.task_models(t):
         row = [m.name]
         for s in t.tests:
             r = lookup(agg, t.name, m.name, tr, s.name) or {}
@@ -481,7 +481,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         L += [_md_table(["split", "distribution", "what differs from training"], srows), ""]
         header = ["model"] + [f"{s.name} @{report_horizon(cfg, s)}" for s in t.tests]
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             row = [m.name]
             for s in t.tests:
                 r = lookup(agg, t.name, m.name, tr, s.name) or {}
@@ -490,7 +490,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             rows.append(row)
         L += [f"Rollout RMSE at the given horizon (steps), {tr} training transitions:", "", _md_table(header, rows), ""]
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             row = [m.name]
             for s in t.tests:
                 r = lookup(agg, t.name, m.name, tr, s.name) or {}
@@ -506,7 +506,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             + [f"energy err @{hs[-1]} (J)", "param. error", "train time (s)"]
         )
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             r = lookup(agg, t.name, m.name, tr, first_in.name) or {}
             row = [m.name, _fmt(r.get("one_step_mse_norm"))] + [
                 _fmt(r.get(f"rmse@{h}"), r.get(f"rmse@{h}_std")) for h in hs
@@ -520,7 +520,8 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             _md_table(header, rows),
             "",
         ]
-        unc = [m for m in cfg.models if (lookup(agg, t.name, m.name, tr, first_in.name) or {}).get("nll") is not None]
+        unc = [m for m in cfg.task_models(t)
+               if (lookup(agg, t.name, m.name, tr, first_in.name) or {}).get("nll") is not None]  # fmt: skip
         if unc:
             rows = []
             for m in unc:

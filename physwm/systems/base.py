@@ -372,12 +372,12 @@ class System(VectorField):
         """Whether the system defines :meth:`mass_matrix`."""
         return cls.mass_matrix is not System.mass_matrix
 
-    def force_response(self, x: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+    def force_response(self, x: torch.Tensor, force: torch.Tensor, params: Any = None) -> torch.Tensor:
         """The accelerations ``M(x)^-1 Q [..., k]`` a generalised force ``Q [..., k]`` adds at ``x [..., n]``,
-        with the current constants (see :meth:`mass_matrix`)."""
+        with ``params`` (default: the current constants; a rollout passes them once; see :meth:`mass_matrix`)."""
         if not type(self).has_mass_matrix():
             raise NotImplementedError(f"{type(self).__name__} defines no mass_matrix")
-        m = self.mass_matrix(x, self.params).to(force.dtype)
+        m = self.mass_matrix(x, self.params if params is None else params).to(force.dtype)
         return torch.linalg.solve(m, force.unsqueeze(-1)).squeeze(-1)
 
     @property
