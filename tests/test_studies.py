@@ -192,8 +192,7 @@ def test_default_configs_are_valid():
     assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae", "gan", "pinn_mlp",
                                              "hybrid_symbolic"]  # fmt: skip
     # the symbolic hybrid runs only on the drag task, beside the rows that matter there (the study's time)
-    assert [m.name for m in full.task_models(full.task("drag"))] == ["explicit", "hybrid", "mlp", "vae",
-                                                                      "hybrid_symbolic"]  # fmt: skip
+    assert [m.name for m in full.task_models(full.task("drag"))] == ["explicit", "hybrid", "mlp", "hybrid_symbolic"]
     assert "hybrid_symbolic" not in [m.name for m in full.task_models(full.task("friction"))]
     # issue 15's families train on a small budget and stay out of the data-efficiency sweep (the study's time)
     assert full.data_efficiency.models == ["explicit", "node", "hybrid", "mlp", "vae"]
