@@ -92,14 +92,23 @@ def test_discover_finds_the_physical_drag_as_forces(seed):
             assert d.coefficients[row][term] == pytest.approx(value, rel=0.05), (row, term)
 
 
-def test_the_joint_refit_keeps_the_drag_forces():
+def test_the_joint_refit_keeps_the_drag_forces_cli(tmp_path, capsys):
+    """``physwm discover --space force`` prints the generalised forces and saves a model that reloads with them
+    (after the joint refit with the constants)."""
+    from physwm.cli import main
+
     data = drag_data(0)
-    model = physwm.discover(data, bootstrap_samples=0)
-    d = model.discovery
+    data.save(tmp_path / "drag.npz")
+    out = tmp_path / "m.pt"
+    assert main(["discover", "--data", str(tmp_path / "drag.npz"), "--bootstrap", "0", "--space", "force",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "Q_x (generalised force) = " in capsys.readouterr().out
+    sym = load_checkpoint(out)[0].field.residual
+    coefficients = sym.coefficients()
     for row, terms in TRUE_FORCES.items():
-        assert sorted(d.coefficients[row]) == sorted(terms)
+        assert sorted(coefficients[row]) == sorted(terms)
         for term, value in terms.items():
-            assert d.coefficients[row][term] == pytest.approx(value, rel=0.05), (row, term)
+            assert coefficients[row][term] == pytest.approx(value, rel=0.05), (row, term)
     # forcing the acceleration space on the same data needs many more terms (its regression alone)
     acc = physwm.discover(data, bootstrap_samples=0, space="acceleration", refit_epochs=0)
-    assert sum(map(len, acc.discovery.coefficients.values())) > sum(map(len, d.coefficients.values())) + 5
+    assert sum(map(len, acc.discovery.coefficients.values())) > sum(map(len, coefficients.values())) + 5
