@@ -604,6 +604,10 @@ def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
       hybrid's residual learns what they still miss. Extrapolation: full swings over the top (any angle, up
       to 6 rad/s), forces up to 15 N, a heavier pole, a longer pole, three times the friction, and
       500-step horizons.
+    * ``drag``: the friction task's truth plus aerodynamic drag (the ``drag`` variant, effects of another form
+      than the friction family, through the equations of motion); rows ``explicit``, ``hybrid``, ``mlp`` and
+      ``hybrid_symbolic`` (discovered from the nominal physics). Extrapolation: full swings, forces up to
+      15 N, and both (faster than any training velocity).
 
     ``systems=True``: the study of the other built-in systems instead (``systems.json``, quick:
     ``systems_quick.json``), kept apart so the default study keeps its time budget:
