@@ -56,6 +56,11 @@ def test_a_task_runs_only_its_models_and_a_discovered_row_stores_its_equations(t
     report = (tmp_path / "results.md").read_text()
     drag_table = report.split("## Task `drag`")[1].split("Valid prediction time")[0]
     assert "| hybrid_symbolic |" in drag_table and "| mlp |" in drag_table
+    assert "Equations discovered by `hybrid_symbolic` (seed 0, missing generalised forces" in drag_table
+    assert "    Q_x = " in drag_table and "x_dot*|x_dot|" in drag_table
+    assert "Equations discovered" not in report.split("## Task `plain`")[1]
+    meta = json.loads((tmp_path / "results.json").read_text())["meta"]
+    assert meta["discovered"]["drag/hybrid_symbolic"]["space"] == "force"
 
 
 def test_task_models_and_discover_are_checked():
