@@ -23,6 +23,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "compiles: the test may compile with torch.compile's C++ backend (inductor)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on every core (pytest-xdist, ``--dist loadgroup``); the tests that read the executed
+    notebooks share one worker, so the notebooks run once per session, not once per worker."""
+    for item in items:
+        if "executed_notebooks" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("notebooks"))
+
+
 @pytest.fixture(autouse=True)
 def _plan_eagerly_unless_marked(request, monkeypatch):
     """Planners compile an ODE model's kernels by default, and a cold compile takes seconds to minutes per new
