@@ -83,31 +83,37 @@ def family_data(n: int, seed: int) -> tuple[dict, torch.Tensor, list[float]]:
     return pooled(parts), torch.tensor(members), forces
 
 
+def seeded_context_mlp(seed: int) -> ContextMLP:
+    """A ContextMLP for CartPole (4 states, 1 force, 4 context entries per member), initial weights from ``seed``."""
+    torch.manual_seed(seed)
+    return ContextMLP(4, 1, context_dim=4, members=len(TRAIN_LENGTHS))
+
+
 def train(args) -> dict:
     data, members, _ = family_data(args.episodes, 0)
     single = pooled([episodes(0.5, len(members), 250, 7)])
+    runs = {  # name -> (the model built, its training on the family's data or on the nominal system's)
+        "family hybrid": (lambda: FamilyModel(build("hybrid", seed=0), ["length"], len(TRAIN_LENGTHS)),
+                          lambda m: fit_family(m, data, members, steps=args.train_steps, seed=0,
+                                               progress=args.progress)),
+        "single-system hybrid": (lambda: build("hybrid", seed=0),
+                                 lambda m: fit(m, single, progress=False, steps=args.train_steps, seed=0)),
+        "context MLP": (lambda: seeded_context_mlp(0),
+                        lambda m: fit_family(m, data, members, steps=args.train_steps, seed=0,
+                                             progress=args.progress)),
+        "MLP (pooled family data)": (lambda: build("mlp", seed=0),
+                                     lambda m: fit(m, data, progress=False, steps=args.train_steps, seed=0)),
+    }
     models, cpu = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = time.process_time()
-        fam = FamilyModel(build("hybrid", seed=0), ["length"], len(TRAIN_LENGTHS))
-        fit_family(fam, data, members, steps=args.train_steps, seed=0, progress=args.progress)
-        models["family hybrid"], cpu["family hybrid"] = fam, time.process_time() - t
-        t = time.process_time()
-        hyb = build("hybrid", seed=0)
-        fit(hyb, single, progress=False, steps=args.train_steps, seed=0)
-        models["single-system hybrid"], cpu["single-system hybrid"] = hyb, time.process_time() - t
-        t = time.process_time()
-        torch.manual_seed(0)
-        ctx = ContextMLP(4, 1, context_dim=4, members=len(TRAIN_LENGTHS))
-        fit_family(ctx, data, members, steps=args.train_steps, seed=0, progress=args.progress)
-        models["context MLP"], cpu["context MLP"] = ctx, time.process_time() - t
-        t = time.process_time()
-        mlp = build("mlp", seed=0)
-        fit(mlp, data, progress=False, steps=args.train_steps, seed=0)
-        models["MLP (pooled family data)"], cpu["MLP (pooled family data)"] = mlp, time.process_time() - t
+        for name, (make, train_it) in runs.items():
+            t = time.process_time()
+            model = make()
+            train_it(model)
+            models[name], cpu[name] = model, time.process_time() - t
     print("trained: " + ", ".join(f"{k} {v:.0f} s CPU" for k, v in cpu.items()), file=sys.stderr)
-    return {"models": models, "cpu": cpu, "members": fam.member_constants()["length"]}
+    return {"models": models, "cpu": cpu, "members": models["family hybrid"].member_constants()["length"]}
 
 
 def adapted_models(m: dict, few) -> dict:
