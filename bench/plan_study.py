@@ -22,8 +22,9 @@ deg`` wrapped, ``|x| <= 2.4 m``) from some time <= 5 s to the end of the 7 s epi
 * ``mlp``: ``build("mlp")``, a purely learned model, fitted to the same data.
 
 Learned policy (both parts): a policy learned in imagination on the ``hybrid (euler)`` model of the task
-(:func:`physwm.control.learn_policy`, analytic gradients; ``POLICY_OPTIONS`` per task), never trained on the
-true environment, run on the same seeds (:func:`physwm.control.policy_study`; planner column ``policy``).
+(:func:`physwm.control.learn_policy`: analytic gradients for balance, iLQR distilled on imagined states for
+the swing-up; ``POLICY_OPTIONS`` per task), never trained on the true environment, run on the same seeds
+(:func:`physwm.control.policy_study`; planner column ``policy``).
 
 Training data and fits: ``bench/planning_models.py`` (40 episodes x 100 steps of uniform random forces from
 starts spread over the whole circle of angles; one-step loss, 40 epochs).
@@ -55,9 +56,10 @@ QUICK_OPTIONS = {"cem": ("cem", {"population": 100, "iterations": 3, "elites": 1
                  "ilqr_rt": ("ilqr", {"iterations": 2, "warm_iterations": 1}),
                  "shooting": ("shooting", {"restarts": 2, "iterations": 3}),
                  "cem_gd": ("cem_gd", {"population": 30, "gd_iterations": 2})}
-#: learn_policy options of the learned-policy row per task (--quick: a tenth of the iterations)
+#: learn_policy options of the learned-policy row per task (--quick: a tenth of the iterations, one short
+#: DAgger round); swing-up: iLQR distilled on imagined states (analytic gradients stay at 0/10 there)
 POLICY_OPTIONS = {"balance": {"iterations": 100, "envs": 64, "horizon": 32},
-                  "swingup": {"iterations": 300, "envs": 64, "horizon": 32}}
+                  "swingup": {"method": "distil"}}
 
 
 def main() -> None:
@@ -86,7 +88,9 @@ def main() -> None:
 
     def run_policy(model, env_id, task, seeds):
         opts = dict(POLICY_OPTIONS[task])
-        if args.quick:
+        if args.quick and opts.get("method") == "distil":
+            opts["distil_options"] = {"rounds": 1, "episodes": 2, "steps": 50}
+        elif args.quick:
             opts["iterations"] = max(1, opts["iterations"] // 10)
         learned = learn_policy(model, task, seed=0, progress=False, **opts)
         print(f"learned policy ({task}): {opts} in {learned.seconds:.0f} s", flush=True)

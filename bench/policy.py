@@ -1,14 +1,17 @@
 """Benchmark: a policy learned in imagination against MPC with the same model (issue 15).
 
 Setting: the default hybrid (``build("hybrid")``; untrained, so its vector field is CartPole-v1's nominal
-equations integrated by RK4, the residual network evaluated and outputting 0), the ``balance`` task.
-The policy is trained by :func:`physwm.control.learn_policy` (analytic gradients, ``--iterations``
-updates of 32 imagined episodes x 16 steps) purely on the model, then run on gymnasium's CartPole-v1
-(discrete +-10 N: the sign of the policy's force) for ``--seeds`` seeded episodes of the task's 500
-steps: successes, mean return (steps survived) and the median wall-clock ms per control step. MPC: CEM
+equations integrated by RK4, the residual network evaluated and outputting 0), the ``balance`` task. The
+policy is trained by :func:`physwm.control.learn_policy` with its defaults (analytic gradients, 100 updates of
+64 imagined episodes x 32 steps; ``--iterations`` overrides) purely on the model, then run on gymnasium's
+CartPole-v1 (discrete +-10 N: the sign of the policy's force) for ``--seeds`` seeded episodes of the task's
+500 steps: successes, mean return (steps survived) and the median wall-clock ms per control step. MPC: CEM
 (:func:`physwm.control.default_planner_options`, population 500, 5 iterations) with the same model, on
-``--mpc-seeds`` episodes of ``--mpc-steps`` steps (timing and survival only; full MPC episodes on this
-model are measured by ``bench/plan.py``). Both timed in the same run; the ratio is printed.
+``--mpc-seeds`` episodes of ``--mpc-steps`` steps (timing and survival only; full MPC episodes on this model
+are measured by ``bench/plan.py``). Both timed in the same run; the ratio is printed.
+
+Measured (loaded 2-core machine, the default command): 20/20 successes, mean return 500.0, median 0.062 ms
+per control step (wall); learning 272 s wall; CEM 1150 ms per step (wall, inflated by the load).
 
 Run: ``python bench/policy.py`` (a few minutes on a shared machine) or ``python bench/policy.py --quick``.
 """
@@ -27,7 +30,7 @@ from physwm.models import build
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=None, help="default: learn_policy's")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--mpc-seeds", type=int, default=2)
     parser.add_argument("--mpc-steps", type=int, default=30)
@@ -39,7 +42,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build("hybrid")
     t0 = time.perf_counter()
-    learned = learn_policy(model, "balance", iterations=args.iterations, envs=32, horizon=16, seed=0, progress=False)
+    extra = {} if args.iterations is None else {"iterations": args.iterations}
+    learned = learn_policy(model, "balance", seed=0, progress=False, **extra)
     train_s = time.perf_counter() - t0
     policy = learned.freeze()
     env = make_env("CartPole-v1", task="balance")
@@ -53,7 +57,8 @@ def main() -> None:
     mpc_ms = 1e3 * float(np.median(np.concatenate([e.plan_times for e in mpc])))
     mpc_up = sum(not e.terminated for e in mpc)
     print(f"threads={args.threads}; hybrid (untrained: CartPole-v1's equations, RK4), balance on CartPole-v1")
-    print(f"  learned policy: {args.iterations} iterations in {train_s:.1f} s; {wins}/{args.seeds} successes, "
+    its = len(learned.history["cost"])
+    print(f"  learned policy: {its} iterations in {train_s:.1f} s; {wins}/{args.seeds} successes, "
           f"mean return {ret:.1f} steps; median {pol_ms:.3f} ms per control step")
     print(f"  CEM MPC, same model: median {mpc_ms:.1f} ms per control step ({mpc_up}/{args.mpc_seeds} up after "
           f"{args.mpc_steps} steps); MPC / policy time = {mpc_ms / pol_ms:.0f}x")

@@ -20,7 +20,7 @@ from .control import PLANNERS, check_model_fits_env, default_planner_options, ge
 from .control import task_names as _task_names
 from .control.registry import planner_options
 from .data import POLICIES, Trajectories, collect, make_policy
-from .discover import discover
+from .discover import DISCOVERY_SPACES, discover
 from .envs import ENV_IDS, env_info, make_env
 from .files import atomic_write_text
 from .integrators import INTEGRATOR_NAMES
@@ -545,6 +545,9 @@ def _add_discover(sub) -> None:
                    help="system when no --model is given (default: the data's, else the default system)")
     p.add_argument("--threshold", type=float, default=None, help="relative threshold (default: by held-out error)")
     p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples (default 20; 0: none)")
+    p.add_argument("--space", default="auto", choices=DISCOVERY_SPACES,
+                   help="regress accelerations, generalised forces (through the system's mass matrix) or the "
+                        "better of both on held-out data (default auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the bootstrap and the refit (default 0)")
     p.add_argument("--out", default=None, help="write the discovered model's checkpoint here (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -555,7 +558,8 @@ def _run_discover(args) -> int:
     if args.out is not None and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     data = Trajectories.load(args.data)
-    options = {"threshold": args.threshold, "bootstrap_samples": args.bootstrap, "seed": args.seed}
+    options = {"threshold": args.threshold, "bootstrap_samples": args.bootstrap, "seed": args.seed,
+               "space": args.space}
     if args.model is not None:
         model = discover(load_checkpoint(args.model)[0], data, **options)
     else:

@@ -24,8 +24,10 @@ speed and the 50-step error change against the float model in the same run (on t
 where it was written, CEM on the default MLP ran 0.9x as fast in int8: slower; the 50-step error changed 2%).
 ``bench/quantize_engines.py`` times one model step per quantisation engine and batch size: there, with the
 default MLP's 128-wide layers, no engine reached 1.2x at any batch from 1 to 16,384 (int8 about 2x slower on
-one state, about even from CEM's 500 up). The engine is torch's process-wide setting, which this module
-never changes.
+one state, about even from CEM's 500 up). ``quantize(model, calibration=(states, controls))`` quantises
+statically instead (activations int8 between layers too, ranges calibrated on the given transitions);
+``bench/quantize_static.py`` and ``bench/quantize.py --mode static`` measure where that pays. The engine is
+torch's process-wide setting, which this module never changes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from .checks import module_dtype_device, positive_int
 from .files import atomic_write
@@ -181,21 +184,67 @@ def _implicit(model: nn.Module) -> bool:
     return isinstance(model, Ensemble) and all(_implicit(mem) for mem in model.members)
 
 
-def quantize(model: WorldModel) -> WorldModel:
-    """An int8 copy of an implicit model for inference (planning): dynamic quantisation of its layers.
+def _feed_forward(net: Any) -> bool:
+    return isinstance(net, nn.Sequential) and all(isinstance(layer, nn.Linear) or not list(layer.parameters())
+                                                  for layer in net)  # fmt: skip
 
-    ``torch.ao.quantization.quantize_dynamic`` replaces every ``nn.Linear`` and ``nn.GRU`` by a version with
-    int8 weights whose inputs are quantised on the fly (per call, per tensor). The copy keeps the model's
-    interface (``step``, ``rollout``, ``predict``) and its ``build_spec``; it runs in float32 on the CPU and
-    cannot be trained or checkpointed (save the float model). The model itself is not changed.
+
+def _static_int8(model: WorldModel, calibration: Any) -> WorldModel:
+    """``model`` (a copy, changed in place) with every delta network statically quantised (see :func:`quantize`)."""
+    try:
+        states, controls = (torch.as_tensor(a, dtype=torch.float32) for a in calibration)
+    except (TypeError, ValueError) as err:
+        raise ValueError("calibration must be (states [N, n], controls [N, m])") from err
+    n, m = model.state_dim, model.control_dim
+    if states.ndim != 2 or controls.ndim != 2 or states.shape != (controls.shape[0], n) or controls.shape[1] != m:
+        raise ValueError(f"calibration must be (states [N, {n}], controls [N, {m}]), got "
+                         f"{tuple(states.shape)} and {tuple(controls.shape)}")
+    if states.shape[0] == 0 or not (torch.isfinite(states).all() and torch.isfinite(controls).all()):
+        raise ValueError("calibration states and controls must be finite, at least one pair")
+    deltas = [mod for mod in model.modules() if isinstance(mod, DeltaModel)]
+    bad = [type(d).__name__ for d in deltas if not _feed_forward(getattr(d, "net", None))]
+    if bad:
+        raise TypeError(f"static quantisation needs feed-forward networks (nn.Sequential of Linear layers and "
+                        f"activations); {bad[0]} has another; use calibration=None (dynamic)")
+    mapping = torch.ao.quantization.get_default_qconfig_mapping(torch.backends.quantized.engine)
+    width = deltas[0].net[0].in_features
+    for d in deltas:
+        d.net = prepare_fx(d.net, mapping, (torch.zeros(2, width),))
+    with torch.no_grad():
+        model.step(states, controls)  # the observers record every layer's range
+    for d in deltas:
+        d.net = convert_fx(d.net)
+    return model
+
+
+def quantize(model: WorldModel, calibration: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldModel:
+    """An int8 copy of an implicit model for inference (planning): dynamic, or with ``calibration`` static.
+
+    Dynamic (default): ``torch.ao.quantization.quantize_dynamic`` replaces every ``nn.Linear`` and ``nn.GRU``
+    by a version with int8 weights whose inputs are quantised on the fly (per call, per tensor).
+    Static (``calibration`` given): every feed-forward network of the model (an ``nn.Sequential`` of
+    ``nn.Linear`` layers and activations, e.g. :class:`~physwm.models.MLPModel`'s and its ensembles') is
+    quantised in FX graph mode under torch's current quantisation engine: weights int8 per channel, the
+    activations' int8 ranges observed while the model steps the calibration states, activations kept int8
+    between layers where the engine has a kernel (Linear+ReLU fused; SiLU and tanh are computed in float
+    between a dequantisation and a quantisation). ``bench/quantize.py --mode static`` measures it: on an AVX2
+    CPU without VNNI it plans faster than float32 only for ReLU networks at large batches.
+
+    The copy keeps the model's interface (``step``, ``rollout``, ``predict``) and its ``build_spec``; it runs
+    in float32 on the CPU and cannot be trained or checkpointed (save the float model). The model itself is
+    not changed.
 
     Args:
         model: an implicit model (:class:`~physwm.models.MLPModel`, ``GaussianMLPModel``, ``VAEModel``,
-            ``GRUModel``, ``TransformerModel``, ``GANModel``, ``PhysicsInformedMLP``, or an ensemble of them).
+            ``GRUModel``, ``TransformerModel``, ``GANModel``, ``PhysicsInformedMLP``, or an ensemble of them;
+            static: those whose networks are feed-forward, see above).
+        calibration: ``(states [N, n], controls [N, m])`` in physical units, finite (e.g. the training
+            transitions), for static quantisation; ``None``: dynamic.
 
     Raises:
         TypeError: a model with a vector field (ODE models fold their networks into their rollouts) or
-            not a WorldModel.
+            not a WorldModel; static: a model with a network that is not feed-forward.
+        ValueError: a model not float32 on the CPU; calibration data of the wrong shape or not finite.
     """
     if not isinstance(model, WorldModel) or not _implicit(model):
         raise TypeError(f"quantize applies to implicit models (discrete-time networks), not {type(model).__name__}")
@@ -204,9 +253,13 @@ def quantize(model: WorldModel) -> WorldModel:
         raise ValueError(f"quantize needs a float32 model on the CPU, got {dtype} on {device}")
     copied = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
-        # torch.ao.quantization announces its move to torchao; it is the dynamic int8 path of torch 2.13 itself
+        # torch.ao.quantization announces its move to torchao; it is the int8 path of torch 2.13 itself
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*")
-        quantized = torch.ao.quantization.quantize_dynamic(copied, {nn.Linear, nn.GRU}, dtype=torch.qint8)
+        warnings.filterwarnings("ignore", message=r".*use quant_min and quant_max.*")
+        if calibration is None:
+            quantized = torch.ao.quantization.quantize_dynamic(copied, {nn.Linear, nn.GRU}, dtype=torch.qint8)
+        else:
+            quantized = _static_int8(copied, calibration)
     quantized.build_spec = copy.deepcopy(getattr(model, "build_spec", None))
     return quantized

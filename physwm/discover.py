@@ -16,6 +16,13 @@ What the physics misses, on the velocity rows ``r`` of a transition ``(x_t, u_t)
   ``(theta(x_t, u_t) + theta(x_{t+1}, u_t)) / 2``), which is exact to second order in ``dt``;
 * ``target="network"``: a fitted hybrid's network residual at ``x_t`` (where noisy data alone cannot pin it).
 
+In which *space* the terms are regressed (``space``): on the accelerations as they are, or, for a system
+that declares its mass matrix (:meth:`physwm.systems.System.mass_matrix`), as generalised forces ``Q = M(x)
+a`` on its coordinates (``M`` averaged over the step's ends). Drag, friction and damping are forces: a
+quadratic drag on the cart is one term ``-c x_dot|x_dot|`` of ``Q_x`` but, through ``M^-1``, a mix of
+angle-dependent terms on both accelerations that no library of products holds exactly. ``space="auto"``
+(default) regresses in both and keeps the one whose equations predict the held-out accelerations better.
+
 Why our own STLSQ rather than PySINDy's: our targets are the residual of a physics model on given rows,
 with controls entering the library as functions of ``(x, u)`` and terms defined as torch functions that
 must also run inside the integrator; PySINDy's ``STLSQ`` optimiser would fit the same arrays, but its
@@ -42,16 +49,18 @@ from .checks import check_choice, finite_float, nonnegative_int, positive_int
 from .data.trajectories import EpisodeData
 from .evaluate.model import windows_rmse
 from .models import HybridField, ODEModel, SymbolicField, build
-from .models.symbolic import derivative_name
+from .models.symbolic import derivative_name, force_name
 from .systems import DEFAULT_SYSTEM, System, get_system
 from .systems.library import check_library, evaluate_library
 from .train import FitConfig, fit
 from .train.sparse import DEFAULT_THRESHOLDS, bootstrap, select_threshold, stlsq, threshold_path
 
-__all__ = ["discover", "Discovery", "DiscoveryWarning", "TARGETS"]
+__all__ = ["discover", "Discovery", "DiscoveryWarning", "TARGETS", "DISCOVERY_SPACES"]
 
 #: What the regression fits (see the module docstring).
 TARGETS = ("data", "network")
+#: Where the terms act (see the module docstring): ``"auto"`` picks by held-out error.
+DISCOVERY_SPACES = ("auto", "acceleration", "force")
 
 
 class DiscoveryWarning(UserWarning):
@@ -75,6 +84,9 @@ class Discovery:
         kept: ``"symbolic"`` or ``"network"`` (the network hybrid given was kept: see :func:`discover`).
         errors: validation open-loop RMSE (units of the data's state spread, ``horizon`` steps) of the
             symbolic hybrid and, if given, the network hybrid.
+        space: ``"acceleration"`` or ``"force"``: what the equations' rows are (``x_ddot`` or ``Q_x``).
+        space_errors: ``space -> held-out MSE of the accelerations the regression predicts / their mean
+            square`` (mean over rows), for every space tried: how ``space="auto"`` chose.
     """
 
     equations: dict[str, str]
@@ -87,12 +99,15 @@ class Discovery:
     residual_left: dict[str, float]
     kept: str = "symbolic"
     errors: dict[str, float] = field(default_factory=dict)
+    space: str = "acceleration"
+    space_errors: dict[str, float] = field(default_factory=dict)
 
     def format(self, digits: int = 4) -> str:
         """The equations with each term's bootstrap inclusion probability and 95% interval, as text."""
         lines = []
+        what = "generalised force" if self.space == "force" else "residual"
         for row, eq in self.equations.items():
-            lines.append(f"{row} (residual) = {eq}")
+            lines.append(f"{row} ({what}) = {eq}")
             for term, p in self.inclusion.get(row, {}).items():
                 lo, hi = self.intervals[row][term]
                 c = self.coefficients[row].get(term)
@@ -103,6 +118,9 @@ class Discovery:
             lines.append("constants: " + ", ".join(f"{k}={v:.{digits}g}" for k, v in self.constants.items()))
         if self.errors:
             lines.append("validation RMSE: " + ", ".join(f"{k} {v:.3g}" for k, v in self.errors.items()))
+        if len(self.space_errors) > 1:
+            lines.append("space (held-out acceleration error): "
+                         + ", ".join(f"{k} {v:.3g}" for k, v in self.space_errors.items()) + f" -> {self.space}")
         lines.append(f"kept: {self.kept}")
         return "\n".join(lines)
 
@@ -136,19 +154,25 @@ def _transitions(data: Any, physics: System, dt: float | None) -> tuple[torch.Te
 def _targets(
     physics: System, integrator: Any, dt: float, x0: torch.Tensor, u: torch.Tensor, x1: torch.Tensor,
     library: dict, rows: tuple[int, ...], target: str, network: ODEModel | None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """``(theta [W, K], y [W, len(rows)])``: the terms and what the physics misses (see the module doc)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """``(theta [W, K], y [W, len(rows)], M [W, k, k] or None)``: the terms, what the physics misses on the
+    accelerations, and the physics' mass matrix there (``None`` if it declares none; see the module doc)."""
+    phys = copy.deepcopy(physics).double()
+    mass = None
     with torch.no_grad():
         if target == "network":
             residual = copy.deepcopy(network.field.residual).double()
             y = residual(x0, u)
             theta = evaluate_library(library, x0, u, check=True)
+            if type(phys).has_mass_matrix():
+                mass = phys.mass_matrix(x0, phys.params)
         else:
-            phys = copy.deepcopy(physics).double()
             idx = list(rows)
             y = (x1 - x0)[:, idx] / dt - 0.5 * (phys(x0, u) + phys(x1, u))[:, idx]
             theta = 0.5 * (evaluate_library(library, x0, u, check=True) + evaluate_library(library, x1, u, check=True))
-    return theta, y
+            if type(phys).has_mass_matrix():
+                mass = 0.5 * (phys.mass_matrix(x0, phys.params) + phys.mass_matrix(x1, phys.params))
+    return theta, y, mass
 
 
 def discover(
@@ -159,6 +183,7 @@ def discover(
     threshold: float | None = None,
     system: Any = None,
     target: str = "data",
+    space: str = "auto",
     val_fraction: float = 0.2,
     tolerance: float = 1e-4,
     bootstrap_samples: int = 20,
@@ -183,6 +208,9 @@ def discover(
             the residual's RMS); ``None``: chosen per row by held-out error over a grid (1e-4 ... 0.5).
         system: the system (name, class or instance) when ``model_or_data`` is data (default CartPole).
         target: ``"data"`` or ``"network"`` (see the module docstring).
+        space: ``"acceleration"``, ``"force"`` (generalised forces through the system's mass matrix; the
+            system must declare one) or ``"auto"`` (default: both when the system declares a mass matrix, the
+            one that predicts the held-out accelerations better; see the module docstring).
         val_fraction: share of the transitions held out to choose the threshold and measure the residual left.
         tolerance: the threshold chosen is the sparsest whose held-out relative MSE is within ``tolerance``
             (and 10%) of the best (see :func:`physwm.train.sparse.select_threshold`).
@@ -205,6 +233,7 @@ def discover(
     """
     physics, integrator, network, data = _physics_of(model_or_data, data, system)
     target = check_choice(target, "target", TARGETS)
+    space = check_choice(space, "space", DISCOVERY_SPACES)
     if target == "network" and (network is None or not isinstance(network.field, HybridField)):
         raise ValueError("target='network' needs a fitted hybrid with a network residual as the first argument")
     finite_float(threshold, "threshold", nonnegative=True, allow_none=True)
@@ -219,11 +248,22 @@ def discover(
     rows = tuple(cls.velocity_index)
     dt = float(model_or_data.dt) if isinstance(model_or_data, ODEModel) else _data_dt(data, cls, physics)
     x0, u, x1 = _transitions(data, physics, dt)
-    theta, y = _targets(physics, integrator, dt, x0, u, x1, lib, rows, target, network)
-    regression = _regress(theta, y, cls, rows, lib, threshold, val_fraction, tolerance, bootstrap_samples, seed)
+    theta, y_acc, mass = _targets(physics, integrator, dt, x0, u, x1, lib, rows, target, network)
+    if space == "force" and mass is None:
+        raise ValueError(f"space='force' needs a system with a mass_matrix; {cls.__name__} defines none")
+    spaces = ("acceleration", "force") if space == "auto" and mass is not None else \
+        ("acceleration",) if space == "auto" else (space,)  # fmt: skip
+    split = _split(theta.shape[0], val_fraction, seed)
+    tried = {}
+    for sp in spaces:
+        y = y_acc if sp == "acceleration" else (mass @ y_acc.unsqueeze(-1)).squeeze(-1)
+        reg = _regress(theta, y, cls, rows, lib, threshold, split, tolerance, bootstrap_samples, seed, sp)
+        tried[sp] = (reg, y, _acceleration_error(theta, y_acc, mass, reg["xi"], split[0], sp))
+    space = min(tried, key=lambda sp: (tried[sp][2], spaces.index(sp)))
+    regression, y = tried[space][0], tried[space][1]
 
     model = _symbolic_model(physics, cls, lib, library is not None, rows, regression["terms"], integrator, dt,
-                            model_or_data)  # fmt: skip
+                            model_or_data, space)  # fmt: skip
     train, val = _windows(data, model, horizon, max_windows, seed)
     model.fit_normalization(train["states"], train["controls"])
     model.field.residual.set_coefficients(regression["xi"])
@@ -257,6 +297,7 @@ def discover(
         equations=sym.equations(), coefficients=sym.coefficients(), constants=model.field.physics.identified(),
         inclusion=regression["inclusion"], intervals=regression["intervals"], threshold=regression["threshold"],
         path=regression["path"], residual_left=regression["residual_left"], kept=kept, errors=errors,
+        space=space, space_errors={sp: t[2] for sp, t in tried.items()},
     )  # fmt: skip
     out = network if kept == "network" else model
     out.discovery = result
@@ -289,15 +330,17 @@ def _data_dt(data: Any, cls: type[System], physics: System) -> float:
 
 def _regress(
     theta: torch.Tensor, y: torch.Tensor, cls: type[System], rows: tuple[int, ...], lib: dict,
-    threshold: float | None, val_fraction: float, tolerance: float, samples: int, seed: int,
+    threshold: float | None, split: tuple[torch.Tensor, torch.Tensor], tolerance: float, samples: int, seed: int,
+    space: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """The sparse regression of every row: terms, coefficients, threshold path, bootstrap."""
+    """The sparse regression of every row (accelerations or generalised forces, ``space``): terms,
+    coefficients, threshold path, bootstrap; ``split`` = (held-out, training) sample indices."""
     names = list(lib)
-    row_names = [derivative_name(cls.states[r].name) for r in rows]
-    gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(theta.shape[0], generator=gen)
-    n_val = max(1, int(round(val_fraction * theta.shape[0])))
-    val, tr = perm[:n_val], perm[n_val:]
+    if space == "force":
+        row_names = [force_name(cls.states[q].name) for q in cls.position_index]
+    else:
+        row_names = [derivative_name(cls.states[r].name) for r in rows]
+    val, tr = split
     thresholds = DEFAULT_THRESHOLDS if threshold is None else (float(threshold),)
     xi = torch.zeros(len(rows), len(names), dtype=torch.float64)
     out: dict[str, Any] = {"terms": {}, "inclusion": {}, "intervals": {}, "threshold": {}, "path": {},
@@ -333,9 +376,33 @@ def _regress(
     return out
 
 
+def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(held-out, training)`` indices of ``n`` samples (seeded)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    n_val = max(1, int(round(val_fraction * n)))
+    return perm[:n_val], perm[n_val:]
+
+
+def _acceleration_error(
+    theta: torch.Tensor, y_acc: torch.Tensor, mass: torch.Tensor | None, xi: torch.Tensor, val: torch.Tensor,
+    space: str,
+) -> float:  # fmt: skip
+    """Held-out MSE of the accelerations the regression ``xi`` predicts, relative to their mean square, mean
+    over the rows that miss anything (0 if none does)."""
+    pred = theta[val] @ xi.t()
+    if space == "force":
+        pred = torch.linalg.solve(mass[val], pred.unsqueeze(-1)).squeeze(-1)
+    ms = y_acc[val].pow(2).mean(0)
+    scale = float(y_acc.pow(2).mean())
+    keep = ms > 1e-18 * max(scale, 1.0)
+    if not bool(keep.any()):
+        return 0.0
+    return float(((y_acc[val] - pred).pow(2).mean(0)[keep] / ms[keep]).mean())
+
+
 def _symbolic_model(
     physics: System, cls: type[System], lib: dict, custom: bool, rows: tuple[int, ...], terms: dict,
-    integrator: Any, dt: float, source: Any,
+    integrator: Any, dt: float, source: Any, space: str,
 ) -> ODEModel:  # fmt: skip
     """The symbolic hybrid with ``physics``'s constants and learnable set (``build_spec`` set unless custom)."""
     if not custom:
@@ -343,8 +410,8 @@ def _symbolic_model(
         opts = {k: v for k, v in (spec.get("options") or {}).items()
                 if k in ("integrator", "substeps", "rtol", "atol", "adjoint", "max_steps")}  # fmt: skip
         return build("hybrid", physics, residual="symbolic", terms=terms, learnable=list(physics.learnable),
-                     dt=dt, **opts)  # fmt: skip
-    residual = SymbolicField(cls, library=lib, rows=rows, terms=terms)
+                     dt=dt, residual_space=space, **opts)  # fmt: skip
+    residual = SymbolicField(cls, library=lib, rows=rows, terms=terms, space=space)
     phys = cls(cls.Params.from_dict(physics.params.to_dict()), learnable=physics.learnable)
     return ODEModel(HybridField(phys, residual), integrator, dt)
 

@@ -117,3 +117,28 @@ def test_quantize_keeps_an_mlps_predictions_close_and_leaves_the_model_alone():
         physwm.quantize(build("hybrid"))
     with pytest.raises(ValueError, match="float32"):
         physwm.quantize(build("mlp").double())
+
+
+def test_static_quantize_calibrates_every_layer_and_keeps_an_mlps_predictions_close():
+    """Static int8 (``calibration=``): weights and activations int8 (Linear+ReLU fused), calibrated on states
+    the model steps; the predictions stay close to the float model's. Dynamic is the default."""
+    torch.manual_seed(0)
+    model = build("mlp", activation="relu").eval()
+    g = torch.Generator().manual_seed(2)
+    states = torch.randn(16, 11, 4, generator=g)
+    model.fit_normalization(states, torch.randn(16, 10, 1, generator=g))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, u = torch.randn(512, 4, generator=g), torch.randn(512, 1, generator=g)
+    q = physwm.quantize(model, calibration=(x, u))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert "QuantizedLinearReLU" in repr(q) and "Dynamic" not in repr(q)
+    x2, u2 = torch.randn(256, 4, generator=g), torch.randn(256, 1, generator=g)
+    with torch.no_grad():
+        change = model.step(x2, u2) - x2
+        err = (q.step(x2, u2) - model.step(x2, u2)).abs().max() / change.abs().max()
+    assert 0 < float(err) < 0.05, float(err)
+    assert q.build_spec == model.build_spec
+    with pytest.raises(ValueError, match="calibration"):
+        physwm.quantize(model, calibration=(x, u[:10]))
+    with pytest.raises(TypeError, match="feed-forward"):
+        physwm.quantize(build("gru"), calibration=(x, u))

@@ -189,11 +189,15 @@ def test_demo_cli_runs_the_default_study(tmp_path, monkeypatch, capsys):
 
 def test_default_configs_are_valid():
     full, quick = default_config(), default_config(quick=True)
-    assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae", "gan", "pinn_mlp"]
+    assert [m.name for m in full.models] == ["explicit", "node", "hybrid", "mlp", "vae", "gan", "pinn_mlp",
+                                             "hybrid_symbolic"]  # fmt: skip
+    # the symbolic hybrid runs only on the drag task, beside the rows that matter there (the study's time)
+    assert [m.name for m in full.task_models(full.task("drag"))] == ["explicit", "hybrid", "mlp", "hybrid_symbolic"]
+    assert "hybrid_symbolic" not in [m.name for m in full.task_models(full.task("friction"))]
     # issue 15's families train on a small budget and stay out of the data-efficiency sweep (the study's time)
     assert full.data_efficiency.models == ["explicit", "node", "hybrid", "mlp", "vae"]
     assert full.train_transitions <= 5000 and full.headline.task == "friction" and full.headline.horizon == 100
-    assert {t.name for t in full.tasks} == {"cartpole", "friction"}
+    assert {t.name for t in full.tasks} == {"cartpole", "friction", "drag"}
     assert full.tasks[0].train.env == "CartPole-v1"
     assert any(s.distribution == "out" and not s.env_options.get("terminate", True) for s in full.tasks[1].tests)
     assert StudyConfig.from_dict(full.to_dict()) == full

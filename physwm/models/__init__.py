@@ -1,6 +1,7 @@
 """World models behind one interface: ODE models of any vector field, implicit networks, ensembles, by name."""
 
 from .base import DivergenceWarning, Normalizer, WorldModel
+from .context import ContextMLP, FamilyModel  # models of a family of systems (per-member contexts)
 from .ensemble import Ensemble, bootstrap_indices
 from .factory import DEFAULT_OPTIONS, IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build
 from .fields import HybridField, NeuralField, StateControlFeatures, SystemFeatures
@@ -41,4 +42,6 @@ __all__ = [
     "PhysicsInformedMLP",
     "LagrangianField",
     "SymbolicField",
+    "FamilyModel",
+    "ContextMLP",
 ]

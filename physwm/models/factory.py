@@ -61,6 +61,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
         # active terms: None = all, or {row name: [term names]}, what physwm.discover stores)
         "residual": "network",
         "terms": None,
+        # a symbolic residual's rows: "acceleration" (added as they are) or "force" (generalised forces,
+        # mapped through the system's mass matrix; see SymbolicField)
+        "residual_space": "acceleration",
         **_ODE,
     },
     "mlp": {"hidden": [128, 128, 128], "activation": "silu"},
@@ -139,7 +142,10 @@ def _features(value: str, cls: type[System]) -> Any:
 
 def _symbolic_hybrid(physics: System, cls: type[System], rows: Any, o: dict) -> WorldModel:
     """``build("hybrid", residual="symbolic")``: the physics plus a :class:`SymbolicField` of its library."""
-    residual = SymbolicField(cls, rows=rows if rows is not None else tuple(range(cls.state_dim)), terms=o["terms"])
+    if o["residual_space"] == "force":
+        residual = SymbolicField(cls, terms=o["terms"], space="force")
+    else:
+        residual = SymbolicField(cls, rows=rows if rows is not None else tuple(range(cls.state_dim)), terms=o["terms"])
     field = HybridField(physics, residual, penalty=o["penalty"], penalty_norm=o["penalty_norm"],
                         multiplier_rate=o["multiplier_rate"])
     return ODEModel(field, _integrator(o), dt=o["dt"])
@@ -166,6 +172,8 @@ def _build(name: str, cls: type[System], p: Parameters, o: dict) -> WorldModel:
             return _symbolic_hybrid(physics, cls, rows, o)
         if o["residual"] != "network":
             raise ValueError(f"unknown hybrid residual {o['residual']!r}; valid: ['network', 'symbolic']")
+        if o["residual_space"] != "acceleration":
+            raise ValueError("residual_space='force' needs residual='symbolic' (a network residual is an acceleration)")
         residual = NeuralField(
             n, m, hidden=o["hidden"], activation=o["activation"], features=_features(o["features"], cls), rows=rows,
             residual=True,
@@ -223,7 +231,8 @@ def build(name: str, system: Any = None, options: dict | None = None, **kwargs: 
             acceleration residual of the system's features (CartPole: ``[sin theta, cos theta, x_dot,
             theta_dot, force]``) with an APHYNITY penalty (``residual="symbolic"``: a
             :class:`~physwm.models.SymbolicField` of the system's library instead, ``terms`` active, no penalty
-            unless given; what :func:`physwm.discover` returns); ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
+            unless given, ``residual_space="force"`` for generalised forces through the system's mass matrix;
+            what :func:`physwm.discover` returns); ``mlp``, ``gaussian_mlp``, ``vae``, ``gru``,
             ``transformer``; ``ensemble`` of 5 ``gaussian_mlp`` by default; ``gan``, ``pinn_mlp``, ``lagrangian``:
             see :mod:`.gan`, :mod:`.pinn`, :mod:`.lagrangian`).
         system: nominal physics (see :func:`resolve_system`; default gymnasium's CartPole-v1). It sets the

@@ -330,6 +330,10 @@ class HybridField(VectorField):
 
     The physics' ``constrain`` projection (a speed limit, wrapped angles), if any, is the hybrid's too.
 
+    A residual whose ``space`` attribute is ``"force"`` (a :class:`~physwm.models.SymbolicField` of
+    generalised forces) outputs forces ``Q`` on the physics' velocity coordinates; the hybrid adds
+    ``physics.force_response(x, Q)`` (``M(x)^-1 Q`` with the physics' current constants) to the velocity rows.
+
     Shapes: ``x [..., n]``, ``u [..., m]`` -> ``[..., n]``.
     """
 
@@ -361,6 +365,11 @@ class HybridField(VectorField):
             raise ValueError(f"rows {self.rows} disagree with the residual's rows {tuple(res_rows)}")
         self.physics = physics
         self.residual = residual
+        self.force_residual = getattr(residual, "space", "acceleration") == "force"
+        if self.force_residual and (
+            not hasattr(physics, "force_response") or self.rows != tuple(getattr(physics, "velocity_index", ()))
+        ):
+            raise ValueError("a force residual needs a System physics with a mass_matrix, on its velocity rows")
         self.penalty = penalty
         self.penalty_norm = check_choice(penalty_norm, "penalty_norm", PENALTY_NORMS)
         self.multiplier_rate = finite_float(multiplier_rate, "multiplier_rate", nonnegative=True, allow_none=True)
@@ -391,6 +400,8 @@ class HybridField(VectorField):
         check_state_control(x, u, self.state_dim, self.control_dim)
         f = self.physics(x, u)
         r = self.residual(x, u)
+        if self.force_residual:
+            r = self.physics.force_response(x, r)
         if r.shape[-1] != len(self.rows):
             raise ValueError(f"residual output has {r.shape[-1]} entries, expected {len(self.rows)} (rows {self.rows})")
         if len(self.rows) == self.state_dim and self.rows == tuple(range(self.state_dim)):
@@ -408,6 +419,9 @@ class HybridField(VectorField):
             bind = getattr(part, "bind_controls", None)
             parts.append(bind(u) if bind is not None else (lambda x, t, part=part: part(x, u[:, t])))
         physics, residual = parts
+        if self.force_residual:  # the constants once per rollout, as the physics binds them
+            force, response, p = residual, self.physics.force_response, self.physics.params
+            residual = lambda x, t: response(x, force(x, t), p)  # noqa: E731
         if self.rows == tuple(range(self.state_dim)):
             return lambda x, t: physics(x, t) + residual(x, t)
         idx = torch.as_tensor(self.rows, device=u.device)

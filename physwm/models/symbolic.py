@@ -15,6 +15,12 @@ other, so it integrates, fits, saves and plans like them; :meth:`equations` prin
 The coefficients are stored as ``weight = xi * term_scale`` with ``term_scale`` the spread of each term on
 the training data (:meth:`fit_normalization`), so gradient methods see terms of comparable size; refitting
 the scale keeps the physical coefficients.
+
+``space="force"`` makes the combination a *generalised force* ``Q_j`` on each velocity coordinate instead
+(rows printed ``Q_x``, ``Q_theta``; units N, N m): the field outputs ``Q``, and the hybrid adds the
+accelerations ``M(x)^-1 Q`` through the physics' mass matrix (:meth:`physwm.systems.System.mass_matrix`,
+with its current, possibly identified, constants). Drag, friction and damping are forces: written this way
+they stay single library terms although their effect on the accelerations mixes rows and angles.
 """
 
 from __future__ import annotations
@@ -25,16 +31,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_choice
 from ..systems import get_system
 from ..systems.base import VectorField, check_state_control
 from ..systems.library import check_library, evaluate_library
 
-__all__ = ["SymbolicField", "derivative_name", "format_sum"]
+__all__ = ["SymbolicField", "derivative_name", "force_name", "SPACES", "format_sum"]
+
+#: What a :class:`SymbolicField`'s rows are: accelerations (added as they are) or generalised forces.
+SPACES = ("acceleration", "force")
 
 
 def derivative_name(state_name: str) -> str:
     """How the time derivative of a state entry is printed: ``x_dot -> x_ddot``, ``omega -> d(omega)/dt``."""
     return state_name[:-4] + "_ddot" if state_name.endswith("_dot") else f"d({state_name})/dt"
+
+
+def force_name(coordinate_name: str) -> str:
+    """How the generalised force on a coordinate is printed: ``theta -> Q_theta``."""
+    return f"Q_{coordinate_name}"
 
 
 class SymbolicField(VectorField):
@@ -49,6 +64,9 @@ class SymbolicField(VectorField):
         rows: the rows the field outputs (default: the system's velocity rows).
         terms: the active terms: ``None`` (all), or a dict ``row name -> list of term names`` (row names as
             :meth:`equations` prints them, e.g. ``"x_ddot"``; rows left out have none).
+        space: ``"acceleration"`` (default) or ``"force"``: generalised forces on the velocity coordinates,
+            mapped through the physics' mass matrix by :class:`~physwm.models.HybridField` (the system must
+            define :meth:`~physwm.systems.System.mass_matrix`; ``rows`` are then its velocity rows).
 
     Shapes: ``x [..., n]``, ``u [..., m]`` -> ``[..., len(rows)]``.
     """
@@ -59,9 +77,16 @@ class SymbolicField(VectorField):
         library: Mapping[str, Any] | None = None,
         rows: Sequence[int] | None = None,
         terms: Mapping[str, Sequence[str]] | None = None,
+        space: str = "acceleration",
     ):
         super().__init__()
         cls = get_system(system)
+        self.space = check_choice(space, "space", SPACES)
+        if self.space == "force":
+            if not cls.has_mass_matrix():
+                raise ValueError(f"space='force' needs a system with a mass_matrix; {cls.__name__} defines none")
+            if rows is not None and tuple(int(r) for r in rows) != tuple(cls.velocity_index):
+                raise ValueError(f"space='force' acts on the velocity rows {tuple(cls.velocity_index)}, got {rows!r}")
         self.system = cls
         self.state_dim, self.control_dim = cls.state_dim, cls.control_dim
         self.custom_library = library is not None
@@ -72,7 +97,10 @@ class SymbolicField(VectorField):
         n = self.state_dim
         if not self.rows or len(set(self.rows)) != len(self.rows) or not all(0 <= r < n for r in self.rows):
             raise ValueError(f"rows must be distinct indices in [0, {n}), got {rows!r}")
-        self.row_names = tuple(derivative_name(cls.states[r].name) for r in self.rows)
+        if self.space == "force":
+            self.row_names = tuple(force_name(cls.states[q].name) for q in cls.position_index)
+        else:
+            self.row_names = tuple(derivative_name(cls.states[r].name) for r in self.rows)
         self.term_names = tuple(self.library)
         k = len(self.term_names)
         self.weight = nn.Parameter(torch.zeros(len(self.rows), k))
@@ -169,7 +197,8 @@ class SymbolicField(VectorField):
 
     def extra_repr(self) -> str:
         active = int(self.mask.sum())
-        return f"system={self.system.__name__}, rows={self.rows}, terms={len(self.term_names)}, active={active}"
+        return (f"system={self.system.__name__}, rows={self.rows}, space={self.space!r}, "
+                f"terms={len(self.term_names)}, active={active}")
 
 
 def format_sum(coefficients: Mapping[str, float], digits: int = 4) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "StudyConfig",
     "STUDY_FIT",
     "FAMILY_FIT_FIELDS",
+    "DISCOVER_OPTIONS",
     "default_config",
     "build_options",
     "IMPLICIT_FAMILIES",
@@ -57,6 +58,11 @@ STUDY_FIT = FitConfig(
 #: a study takes them from the recipe (its own ``fit`` sets the budget and the validation protocol shared by
 #: every model), unless the study's ``fit`` changes them from :data:`STUDY_FIT` or the model's ``fit`` sets them.
 FAMILY_FIT_FIELDS = ("lr", "constants_lr", "prefit_steps", "polish_steps", "explained_loss")
+
+#: The :func:`physwm.discover` options a model's ``discover`` may set (the study gives the model, its
+#: training data and the run's seed).
+DISCOVER_OPTIONS = ("threshold", "target", "space", "val_fraction", "tolerance", "bootstrap_samples",
+                    "horizon", "refit_epochs", "max_windows", "max_residual_left")  # fmt: skip
 
 
 def _check_name(name: Any, where: str) -> str:
@@ -187,6 +193,7 @@ class TaskConfig:
         lyapunov: estimate the true system's largest Lyapunov exponent ``lambda`` (1/s) along each test split
             when it is collected (stored in its data's meta) and report valid prediction times in Lyapunov
             times, ``vpt_lyapunov = lambda * vpt_s`` (for chaotic systems).
+        models: names of the study's models run on this task (``None``: all of them).
     """
 
     name: str
@@ -199,6 +206,7 @@ class TaskConfig:
     val: SplitConfig | None = None
     description: str = ""
     lyapunov: bool = False
+    models: list[str] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "task") -> TaskConfig:
@@ -294,12 +302,19 @@ class ModelConfig:
             task's ``integrator`` unless given here).
         fit: overrides of :class:`~physwm.train.FitConfig` fields for this model (e.g. ``{"lr": 0.03}``); the
             family's recipe already sets its learning rates (see :data:`FAMILY_FIT_FIELDS`).
+        discover: ``None``, or keyword arguments of :func:`physwm.discover`: the model (an explicit or hybrid
+            ODE model) is replaced by what ``discover(model, train, seed=seed, **discover)`` returns (a symbolic
+            hybrid, or the model kept), and its equations are stored with the run; plus ``"start"``:
+            ``"fitted"`` (default: discover after ``fit``, from the identified constants) or ``"built"``
+            (from the model as built, its nominal physics, without ``fit``: discover's joint refit of the
+            terms and constants is then its only training).
     """
 
     name: str
     family: str | None = None
     options: dict = field(default_factory=dict)
     fit: dict = field(default_factory=dict)
+    discover: dict | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "model") -> ModelConfig:
@@ -325,6 +340,14 @@ class ModelConfig:
             STUDY_FIT.replace(**self.fit)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}.fit: {err}") from err
+        if self.discover is not None:
+            if self.build_name not in ("explicit", "hybrid") or not isinstance(self.discover, Mapping):
+                raise ValueError(f"{where}.discover: a dict of physwm.discover options, for explicit or hybrid models")
+            bad = sorted(set(self.discover) - set(DISCOVER_OPTIONS) - {"start"})
+            if bad:
+                raise ValueError(f"{where}.discover: unknown options {bad}; valid: {sorted(DISCOVER_OPTIONS)}, start")
+            if self.discover.get("start", "fitted") not in ("fitted", "built"):
+                raise ValueError(f"{where}.discover.start must be 'fitted' or 'built', got {self.discover['start']!r}")
 
 
 @dataclass
@@ -510,9 +533,15 @@ class StudyConfig:
         if unknown:
             raise ValueError(f"headline.implicit {unknown} are not models of the study; valid: {mnames}")
         positive_int(h.horizon, "headline.horizon")
+        for t in (t for t in self.tasks if t.models is not None):
+            if not isinstance(t.models, list) or not t.models:
+                raise ValueError(f"task {t.name!r}: models must be a non-empty list of model names (or null: all)")
+            unknown = sorted(set(t.models) - set(mnames))
+            if unknown:
+                raise ValueError(f"task {t.name!r}: models {unknown} are not models of the study; valid: {mnames}")
         # Build every model once: unknown options fail now, not after the data are collected.
         for t in self.tasks:
-            for m in self.models:
+            for m in self.task_models(t):
                 try:
                     build(m.build_name, t.model_system(), **build_options(m, t, seed=0))
                 except (TypeError, ValueError) as err:
@@ -531,6 +560,10 @@ class StudyConfig:
             if m.name == name:
                 return m
         raise ValueError(f"unknown model {name!r}; valid: {[m.name for m in self.models]}")
+
+    def task_models(self, task: TaskConfig) -> list[ModelConfig]:
+        """The models run on ``task`` (its ``models``, in the study's order; all if ``None``)."""
+        return [m for m in self.models if task.models is None or m.name in task.models]
 
     def fit_for(self, model: ModelConfig) -> FitConfig:
         """The study's FitConfig with the family's recipe (its :data:`FAMILY_FIT_FIELDS` the study's ``fit``
@@ -581,6 +614,10 @@ def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
       to 6 rad/s), forces up to 15 N, a heavier pole, a longer pole, three times the friction, and
       500-step horizons; the three changed systems are also scored after every model adapts to 30 of their
       transitions (``adapt``, see :mod:`physwm.studies.adaptation`).
+    * ``drag``: the friction task's truth plus aerodynamic drag (the ``drag`` variant, effects of another form
+      than the friction family, through the equations of motion); rows ``explicit``, ``hybrid``, ``mlp`` and
+      ``hybrid_symbolic`` (discovered from the nominal physics). Extrapolation: full swings, forces up to
+      15 N, and both (faster than any training velocity).
 
     ``systems=True``: the study of the other built-in systems instead (``systems.json``, quick:
     ``systems_quick.json``), kept apart so the default study keeps its time budget:

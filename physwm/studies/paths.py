@@ -21,7 +21,8 @@ def run_path(out: Path, task: str, model: str, n: int, seed: int) -> Path:
 
 def compare_runs(cfg: StudyConfig) -> list[tuple[str, str, int, int]]:
     """The comparison runs ``(task, model, transitions, seed)``."""
-    return [(t.name, m.name, cfg.train_transitions, s) for t in cfg.tasks for m in cfg.models for s in cfg.seeds]
+    return [(t.name, m.name, cfg.train_transitions, s) for t in cfg.tasks for m in cfg.task_models(t)
+            for s in cfg.seeds]  # fmt: skip
 
 
 def efficiency_runs(cfg: StudyConfig) -> list[tuple[str, str, int, int]]:

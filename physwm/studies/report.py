@@ -22,7 +22,7 @@ from .config import IMPLICIT_FAMILIES, SplitConfig, StudyConfig, TaskConfig
 from .paths import all_runs, run_path
 
 __all__ = ["load_results", "aggregate", "headline", "write_report", "aggregated_rows", "lookup", "report_horizon",
-           "DISTRIBUTIONS"]  # fmt: skip
+           "discovered_equations", "DISTRIBUTIONS"]  # fmt: skip
 
 DISTRIBUTIONS = ("in", "out")
 #: Metrics kept in the aggregated results (per-dimension and per-level details stay in the run files).
@@ -328,6 +328,7 @@ def write_report(
         "runs_done": runs_done,
         "run_compute_s": float(sum(r.get("train_time_s", 0.0) + r.get("eval_time_s", 0.0) for r in rows)),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "discovered": discovered_equations(rows, cfg.train_transitions),
     }
     rounded = [{k: (float(f"{v:.5g}") if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}
                for r in agg]  # fmt: skip
@@ -342,6 +343,29 @@ def write_report(
 
 
 _KEYS = ["task", "model", "family", "n_train", "split", "distribution", "seeds"]
+
+
+def discovered_equations(rows: list[dict], n_train: int) -> dict[str, dict]:
+    """``"task/model" -> {"seed", "space", "kept", "equations"}`` of the discovered runs (a model with
+    ``discover``) at ``n_train`` transitions, the lowest seed's."""
+    out: dict[str, dict] = {}
+    for r in sorted((r for r in rows if r.get("discovery") and r["n_train"] == n_train), key=lambda r: r["seed"]):
+        d = r["discovery"]
+        out.setdefault(f"{r['task']}/{r['model']}", {"seed": r["seed"], "space": d.get("space"), "kept": d.get("kept"),
+                                                      "equations": d.get("equations", {})})  # fmt: skip
+    return out
+
+
+def _equations_lines(meta: dict, task: str) -> list[str]:
+    lines = []
+    for key, d in (meta.get("discovered") or {}).items():
+        if key.split("/", 1)[0] != task:
+            continue
+        what = "generalised forces" if d["space"] == "force" else "accelerations"
+        eqs = [f"    {row} = {eq}" for row, eq in d["equations"].items()]
+        lines += [f"Equations discovered by `{key.split('/', 1)[1]}` (seed {d['seed']}, missing {what}; kept: "
+                  f"{d['kept']}):", "", *eqs, ""]  # fmt: skip
+    return lines
 
 
 def _columns(agg: list[dict]) -> list[str]:
@@ -388,14 +412,14 @@ def _lyapunov_table(cfg: StudyConfig, agg: list[dict], t: TaskConfig) -> list[st
     tr = cfg.train_transitions
     lams = {}
     for s in t.tests:
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             r = lookup(agg, t.name, m.name, tr, s.name) or {}
             if r.get("lyapunov_exponent") is not None:
                 lams[s.name] = r["lyapunov_exponent"]
     if not lams:
         return []
     rows = []
-    for m in cfg.models:
+    for m in cfg.task_models(t):
         row = [m.name]
         for s in t.tests:
             r = lookup(agg, t.name, m.name, tr, s.name) or {}
@@ -520,7 +544,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         cols = result_columns(t.tests)
         header = ["model"] + [f"{name} @{report_horizon(cfg, s)}" for name, s in cols]
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             row = [m.name]
             for name, s in cols:
                 r = lookup(agg, t.name, m.name, tr, name) or {}
@@ -528,8 +552,9 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
                 row.append(_fmt(r.get(k), r.get(k + "_std")))
             rows.append(row)
         L += [f"Rollout RMSE at the given horizon (steps), {tr} training transitions:", "", _md_table(header, rows), ""]
+        L += _equations_lines(meta, t.name)
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             row = [m.name]
             for name, _ in cols:
                 r = lookup(agg, t.name, m.name, tr, name) or {}
@@ -549,7 +574,7 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             + [f"energy err @{hs[-1]} (J)", "param. error", "train time (s)"]
         )
         rows = []
-        for m in cfg.models:
+        for m in cfg.task_models(t):
             r = lookup(agg, t.name, m.name, tr, first_in.name) or {}
             row = [m.name, _fmt(r.get("one_step_mse_norm"))] + [
                 _fmt(r.get(f"rmse@{h}"), r.get(f"rmse@{h}_std")) for h in hs
@@ -563,7 +588,8 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             _md_table(header, rows),
             "",
         ]
-        unc = [m for m in cfg.models if (lookup(agg, t.name, m.name, tr, first_in.name) or {}).get("nll") is not None]
+        unc = [m for m in cfg.task_models(t)
+               if (lookup(agg, t.name, m.name, tr, first_in.name) or {}).get("nll") is not None]  # fmt: skip
         if unc:
             rows = []
             for m in unc:

@@ -48,12 +48,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Trajectories, collect, make_policy
+from ..discover import discover
 from ..envs import make_env
 from ..evaluate import evaluate, identified_constants, lyapunov_exponent, parameter_error, state_scale
 from ..files import read_json, write_json
 from ..models import build
 from ..systems import BUILTIN_SYSTEMS, register_system
-from ..train import fit, save_checkpoint
+from ..train import History, fit, save_checkpoint
 from ..version import __version__
 from .adaptation import adapted_metrics, adapted_name, collect_pool, pool_name
 from .config import StudyConfig, TaskConfig, build_options, default_config
@@ -152,7 +153,13 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            history = fit(model, train, val, config=cfg.fit_for(mc).replace(seed=seed), progress=False)
+            options = dict(mc.discover or {})  # what is left after "start" are discover's own options
+            if options.pop("start", "fitted") == "fitted":
+                history = fit(model, train, val, config=cfg.fit_for(mc).replace(seed=seed), progress=False)
+            else:
+                history = History(stop_reason="discovered", message="not fitted: discovered from the model as built")
+            if mc.discover is not None:  # the model's missing physics as equations (see ModelConfig.discover)
+                model = discover(model, train, seed=seed, **options)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
     train_time = time.perf_counter() - t0
@@ -215,11 +222,18 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
         "param_err": perr,
         "param_err_mean": (sum(perr.values()) / len(perr)) if perr else None,
         "splits": splits,
+        **({"discovery": discovery_summary(model.discovery)} if mc.discover is not None else {}),
         "physwm_version": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(path, result, overwrite=True)  # last: a run without its JSON is redone on resume
     return str(path)
+
+
+def discovery_summary(d: Any) -> dict:
+    """What a run stores of :func:`physwm.discover`'s :class:`~physwm.discover.Discovery` (plain JSON)."""
+    keys = ("equations", "coefficients", "constants", "residual_left", "kept", "space", "space_errors")
+    return {k: getattr(d, k) for k in keys}
 
 
 # --- execution --------------------------------------------------------------------------------------

@@ -359,6 +359,27 @@ class System(VectorField):
         """Whether the system defines :meth:`mechanical_energy`."""
         return cls.mechanical_energy is not System.mechanical_energy
 
+    @staticmethod
+    def mass_matrix(x: torch.Tensor, p: Any) -> torch.Tensor:
+        """Generalised inertia ``M(x) [..., k, k]`` of the velocity coordinates (``k = len(velocity_index)``):
+        a generalised force ``Q [..., k]`` on them (in their force units: N on a position, N m on an angle)
+        adds ``M(x)^-1 Q`` to the accelerations (the rows ``velocity_index``). Optional: systems that do not
+        define it cannot take forces (a :class:`~physwm.models.SymbolicField` with ``space="force"``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def has_mass_matrix(cls) -> bool:
+        """Whether the system defines :meth:`mass_matrix`."""
+        return cls.mass_matrix is not System.mass_matrix
+
+    def force_response(self, x: torch.Tensor, force: torch.Tensor, params: Any = None) -> torch.Tensor:
+        """The accelerations ``M(x)^-1 Q [..., k]`` a generalised force ``Q [..., k]`` adds at ``x [..., n]``,
+        with ``params`` (default: the current constants; a rollout passes them once; see :meth:`mass_matrix`)."""
+        if not type(self).has_mass_matrix():
+            raise NotImplementedError(f"{type(self).__name__} defines no mass_matrix")
+        m = self.mass_matrix(x, self.params if params is None else params).to(force.dtype)
+        return torch.linalg.solve(m, force.unsqueeze(-1)).squeeze(-1)
+
     @property
     def params(self) -> Parameters:
         """Current constants: the base params with learnable ones replaced by their tensor values."""

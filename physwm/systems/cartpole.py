@@ -77,6 +77,7 @@ __all__ = [
     "FRICTION_PARAMS",
     "DRAG_PARAMS",
     "cartpole_library",
+    "cartpole_mass_matrix",
     "X_THRESHOLD",
     "THETA_THRESHOLD",
     "balance_cost",
@@ -212,13 +213,31 @@ def cartpole_energy(x: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
     return kinetic + m * p.gravity * l * torch.cos(theta)
 
 
+def cartpole_mass_matrix(x: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
+    r"""Generalised inertia of ``(x, theta)`` at states ``x [..., 4]``: ``[..., 2, 2]`` (kg, kg m, kg m^2).
+
+    .. math::
+
+        M(\theta) = \begin{pmatrix} m_c + m & m l\cos\theta \\ m l\cos\theta & \tfrac43 m l^2 \end{pmatrix}
+
+    :func:`cartpole_dynamics` solves ``M (x_ddot, theta_ddot) = (F - F_fr + m l theta_dot^2 sin theta,
+    m g l sin theta - b_p theta_dot - c_p theta_dot |theta_dot|)``: a force on the cart (N) and a torque at
+    the hinge (N m) enter through ``M^-1``.
+    """
+    c = torch.cos(x[..., 2])
+    ml = p.polemass_length * c
+    total = torch.as_tensor(p.total_mass, dtype=x.dtype).expand_as(c)
+    inertia = torch.as_tensor(4.0 / 3.0 * p.masspole * p.length**2, dtype=x.dtype).expand_as(c)
+    return torch.stack((torch.stack((total, ml), -1), torch.stack((ml, inertia), -1)), -2)
+
+
 def cartpole_library() -> dict:
-    """CartPole's library of candidate terms ``name -> f(x [..., 4], u [..., 1]) -> [...]`` (31 terms).
+    """CartPole's library of candidate terms ``name -> f(x [..., 4], u [..., 1]) -> [...]`` (27 terms).
 
     The monomials of the velocities ``x_dot``, ``theta_dot`` up to degree 3 (9); ``x_dot*|x_dot|``,
     ``theta_dot*|theta_dot|`` (quadratic drag); ``sgn(x_dot)``, ``sgn(theta_dot)`` (dry friction, smoothed:
     :func:`physwm.systems.library.smooth_sign`); ``sin(theta)`` and ``cos(theta)`` times each velocity, each
-    squared velocity and the force, and the force alone (15); ``sin(theta)``, ``cos(theta)``,
+    squared velocity and the force, and the force alone (11); ``sin(theta)``, ``cos(theta)``,
     ``sin(theta)*cos(theta)`` (mis-modelled gravity and inertia coupling).
     """
     v = {"x_dot": lambda x, u: x[..., 1], "theta_dot": lambda x, u: x[..., 3]}
@@ -448,6 +467,7 @@ class CartPole(System):
 
     dynamics = staticmethod(cartpole_dynamics)
     mechanical_energy = staticmethod(cartpole_energy)
+    mass_matrix = staticmethod(cartpole_mass_matrix)
 
     @classmethod
     def state_features(cls, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@
 * :mod:`.history`: :class:`History`, the record of a run;
 * :mod:`.constants`: :func:`gauss_newton_constants`, the second-order fit of a model's physical constants;
 * :mod:`.adapt`: :func:`adapt`, few-shot adaptation of a trained model to a changed system;
+* :mod:`.family`: :func:`fit_family` across a family of systems, :func:`adapt_context` (the context alone);
 * :mod:`.shooting`: :func:`shooting_constants`, multiple shooting on noisy data, and :func:`estimate_obs_noise`;
 * :mod:`.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
 """
@@ -13,6 +14,7 @@ from .adapt import Adaptation, adapt
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import LR_SCHEDULES, OPTIMIZERS, FitConfig
 from .constants import gauss_newton_constants, levenberg_marquardt
+from .family import FamilyFit, adapt_context, family_windows, fit_family
 from .fit import TrainingDiverged, TrainingDivergedWarning, fit
 from .history import History
 from .shooting import estimate_obs_noise, identify_noisy_constants, shooting_constants
@@ -33,6 +35,10 @@ __all__ = [
     "levenberg_marquardt",
     "adapt",
     "Adaptation",
+    "fit_family",
+    "FamilyFit",
+    "adapt_context",
+    "family_windows",
     "shooting_constants",
     "estimate_obs_noise",
     "identify_noisy_constants",
