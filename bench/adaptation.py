@@ -22,8 +22,9 @@ model that takes the force in newtons, so they are not a changed system here (le
 
 ``--planning``: swing-up and balance on the changed systems with the fixed model (the explicit model identified on
 the friction task), the adapted one (30 transitions) and the :class:`~physwm.control.AdaptiveController`
-(every 10 steps, window 50), CEM, ``--seeds`` seeds. ``--timing``: CPU time of ``adapt`` on 30 transitions
-against fine-tuning the MLP on them, and of one online re-identification against one CEM planning step.
+(every 10 steps, window 50), CEM (``--planner``: or iLQR), ``--seeds`` seeds. ``--timing``: CPU time of ``adapt``
+on 30 transitions against fine-tuning the MLP on them, and of one online re-identification against one CEM
+planning step.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 
 import physwm
 from physwm import FRICTION_PARAMS, adapt, build, collect, fit
-from physwm.control import CEM, AdaptiveController, default_planner_options, get_task, run_episode
+from physwm.control import CEM, AdaptiveController, default_planner_options, get_task, make_planner, run_episode
 from physwm.envs import make_env
 from physwm.evaluate import rollout_rmse
 from physwm.files import atomic_write_text
@@ -54,6 +55,8 @@ CHANGED = {
     "cadm_long": {"length": 0.775},
 }
 KS = (10, 30, 100, 300)
+#: Planners of the planning rows (``--planner``): ``ilqr_rt`` is iLQR with real-time iterations (``warm_iterations=1``).
+PLANNER_VARIANTS = {"cem": ("cem", {}), "ilqr": ("ilqr", {}), "ilqr_rt": ("ilqr", {"warm_iterations": 1})}
 START = dict(start_low=[-0.5, -0.5, math.pi - 1, -1.0], start_high=[0.5, 0.5, math.pi + 1, 1.0])
 
 
@@ -168,8 +171,11 @@ def figures(figure: dict, out_dir: Path) -> list[str]:
 
 def planning_rows(args) -> list[str]:
     fixed = trained("explicit", data(FRICTION_PARAMS, 4, 200, 0), args.train_steps)
+    name, extra = PLANNER_VARIANTS[args.planner]
+    what = {"cem": "CEM", "ilqr": "iLQR", "ilqr_rt": "iLQR with real-time iterations (`warm_iterations=1`)"}
     out = ["## Planning on the changed systems", "",
-           "CEM with the task's defaults; the fixed model: the explicit model identified on the friction task; "
+           f"{what[args.planner]} with the task's defaults; the fixed model: the explicit model identified on the "
+           "friction task; "
            "adapted: `adapt` on 30 transitions (one episode under uniform forces); online: "
            f"`AdaptiveController(every=10, window=50)`. Successes over {len(args.seeds)} seeds "
            f"(seeds {args.seeds[0]}-{args.seeds[-1]}).", "",
@@ -183,17 +189,19 @@ def planning_rows(args) -> list[str]:
         for task in args.tasks:
             env = make_env("physwm/CartPole-v0", task, truth)
             t = get_task(task)
-            wins, ms = {}, []
-            for row in ("fixed", "adapted", "online"):
-                wins[row] = 0
-                for seed in args.seeds:
+            wins, ms = dict.fromkeys(("fixed", "adapted", "online"), 0), []
+            for seed in args.seeds:  # seeds outer: a log cut short still holds whole seeds
+                for row in wins:
                     model = adapted if row == "adapted" else fixed
-                    planner = CEM(model, t.cost, seed=seed, progress=False, **default_planner_options(env, t))
+                    planner = make_planner(name, model, t.cost, seed=seed, progress=False,
+                                           **default_planner_options(env, t), **extra)
                     ctl = AdaptiveController(planner, every=10, window=50) if row == "online" else planner
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         ep = run_episode(ctl, env, t, seed=seed)
                     wins[row] += int(ep.success)
+                    print(f"  {split} {task} seed {seed} {row}: success {bool(ep.success)} "
+                          f"({time.process_time():.0f} s CPU so far)", file=sys.stderr, flush=True)  # fmt: skip
                     if row == "online":
                         ms += [h["cpu_ms"] for h in ctl.history]
                         ctl.reset()  # the fixed model's constants back to where they were
@@ -240,6 +248,7 @@ def main() -> None:
     ap.add_argument("--planning-splits", nargs="+", default=["heavier_pole", "longer_pole", "more_friction",
                                                             "all_three"], choices=list(CHANGED))  # fmt: skip
     ap.add_argument("--tasks", nargs="+", default=["swingup", "balance"])
+    ap.add_argument("--planner", default="cem", choices=list(PLANNER_VARIANTS), help="planner of the planning rows")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--timing", action="store_true", help="only the timings")
     ap.add_argument("--no-timing", action="store_true", help="skip the timings")

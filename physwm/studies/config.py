@@ -25,6 +25,7 @@ from ..integrators import INTEGRATOR_NAMES
 from ..models import IMPLICIT_FAMILIES, MODEL_NAMES, ODE_FAMILIES, build, recipe
 from ..systems import DEFAULT_SYSTEM, SYSTEMS, Parameters, System, get_system
 from ..train import FitConfig
+from .adaptation import check_adapt
 
 __all__ = [
     "SplitConfig",
@@ -93,6 +94,9 @@ class SplitConfig:
         seed: seed of the collection.
         horizons: rollout horizons (steps) evaluated on this split (``None``: the study's).
         description: one line for the report.
+        adapt: test splits only: also score each comparison run's model after :func:`physwm.adapt` to K
+            transitions of this split's system, for each K listed (e.g. ``[30]``; see
+            :mod:`physwm.studies.adaptation`); ``None``: not adapted.
     """
 
     name: str
@@ -110,6 +114,7 @@ class SplitConfig:
     horizons: list[int] | None = None
     description: str = ""
     start_radius: list[float] | None = None
+    adapt: list[int] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "split") -> SplitConfig:
@@ -157,6 +162,8 @@ class SplitConfig:
                     f"{where}: horizons {hs} exceed max_steps {self.max_steps}: the split would have no window "
                     "of data to evaluate; lower the horizons or collect longer episodes"
                 )
+        if self.adapt is not None:
+            check_adapt(self.adapt, where, system)
 
 
 def _check_horizons(hs: Any, where: str) -> list[int]:
@@ -263,6 +270,8 @@ class TaskConfig:
             self.nominal_params()
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: {err}") from err
+        if self.train.adapt is not None or (self.val is not None and self.val.adapt is not None):
+            raise ValueError(f"{where}: adapt is for test splits only, not train or val")
         if self.train.distribution != "in":
             raise ValueError(f"{where}.train: the training split's distribution must be 'in'")
         self.train.validate(f"{where}.train", self.system_class)
@@ -603,7 +612,8 @@ def default_config(quick: bool = False, systems: bool = False) -> StudyConfig:
       from the frictionless CartPole-v1 equations and identify the constants (friction included); the
       hybrid's residual learns what they still miss. Extrapolation: full swings over the top (any angle, up
       to 6 rad/s), forces up to 15 N, a heavier pole, a longer pole, three times the friction, and
-      500-step horizons.
+      500-step horizons; the three changed systems are also scored after every model adapts to 30 of their
+      transitions (``adapt``, see :mod:`physwm.studies.adaptation`).
     * ``drag``: the friction task's truth plus aerodynamic drag (the ``drag`` variant, effects of another form
       than the friction family, through the equations of motion); rows ``explicit``, ``hybrid``, ``mlp`` and
       ``hybrid_symbolic`` (discovered from the nominal physics). Extrapolation: full swings, forces up to

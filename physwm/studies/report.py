@@ -17,6 +17,7 @@ import numpy as np
 
 from ..files import atomic_write_text, json_dumps, read_json
 from ..version import __version__
+from .adaptation import ADAPT_SEED_OFFSET, adapted_name, result_columns
 from .config import IMPLICIT_FAMILIES, SplitConfig, StudyConfig, TaskConfig
 from .paths import all_runs, run_path
 
@@ -193,6 +194,7 @@ def headline(cfg: StudyConfig, agg: list[dict]) -> dict:
     for label, shifted in (("same_system", False), ("other_system", True)):
         ratios = [r["ratio"] for r in res["splits"] if r["distribution"] == "out" and r["other_system"] == shifted]
         res[f"ratio_out_{label}"] = _geomean(ratios) if ratios else math.nan
+    res.update(_adapted_headline(cfg, agg, task, implicit))
     de = cfg.data_efficiency
     if de is not None and de.task == task.name:
         models = de.models or mnames
@@ -231,6 +233,33 @@ def headline(cfg: StudyConfig, agg: list[dict]) -> dict:
                 "hybrid_curve": {n: err(h.hybrid, n) for n in sizes},
             }
     return res
+
+
+def _adapted_headline(cfg: StudyConfig, agg: list[dict], task: TaskConfig, implicit: list[str]) -> dict:
+    """The headline's adaptation split: on each test split with other physical constants and ``adapt``, the
+    hybrid and the best implicit model after adapting to K transitions of that split's system (see
+    :mod:`physwm.studies.adaptation`); ``{"adapted": [rows], "ratio_out_other_system_adapted": {K: geomean}}``
+    (empty without such splits)."""
+    h, key, n = cfg.headline, f"rmse@{cfg.headline.horizon}", cfg.train_transitions
+    rows = []
+    for s in task.tests:
+        for k in (s.adapt or []) if _system_shift(task, s) else []:
+            name = adapted_name(s.name, k)
+            hyb = lookup(agg, task.name, h.hybrid, n, name)
+            if hyb is None or key not in hyb:
+                continue
+            errs = {m: (lookup(agg, task.name, m, n, name) or {}).get(key) for m in implicit}
+            errs = {m: e for m, e in errs.items() if e is not None}
+            best = min(errs, key=errs.get) if errs else None
+            best_err = errs[best] if best else math.nan
+            rows.append({"split": name, "base_split": s.name, "k": k, "distribution": s.distribution,
+                         "hybrid": hyb[key], "hybrid_std": hyb.get(key + "_std"), "best_implicit": best,
+                         "best_implicit_err": best_err, "ratio": _ratio(best_err, hyb[key])})  # fmt: skip
+    if not rows:
+        return {}
+    ks = sorted({r["k"] for r in rows})
+    return {"adapted": rows,
+            "ratio_out_other_system_adapted": {k: _geomean([r["ratio"] for r in rows if r["k"] == k]) for k in ks}}
 
 
 def _system_shift(task: TaskConfig, split: SplitConfig) -> bool:
@@ -454,6 +483,11 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             + [_fmt(s.get("explicit", {}).get(m)) for m in explicit]
             for s in head["splits"]
         ]
+        for a in head.get("adapted", []):
+            rows.append([f"{a['split']} (other constants, models adapted to {a['k']} of its transitions)",
+                         a["distribution"], _fmt(a["hybrid"], a["hybrid_std"]),
+                         f"{_fmt(a['best_implicit_err'])} ({a['best_implicit']})", _fmt_ratio(a["ratio"])]
+                        + ["" for _ in explicit])  # fmt: skip
         header = ["split", "distribution", head["hybrid"], "best implicit (model)", "ratio"]
         L += [_md_table(header + [f"{m} (reference)" for m in explicit], rows), ""]
         if explicit:
@@ -474,7 +508,11 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
             f"{n_same + n_other} extrapolation splits; smallest {_fmt_ratio(head['min_ratio_out'])}). "
             f"Same system, new states/forces/horizons ({n_same} splits): {_fmt_ratio(head['ratio_out_same_system'])}; "
             f"other physical constants ({n_other} splits, which no model trained on the original system can "
-            f"know): {_fmt_ratio(head['ratio_out_other_system'])}."
+            f"know): {_fmt_ratio(head['ratio_out_other_system'])}"
+            + "".join(f"; after every model adapts to {k} transitions of each such split's system (`physwm.adapt`: "
+                      f"constants re-identified, implicit models fine-tuned): {_fmt_ratio(v)}"
+                      for k, v in head.get("ratio_out_other_system_adapted", {}).items())
+            + "."
         )
         for dist in DISTRIBUTIONS:
             e = head.get(f"efficiency_{dist}")
@@ -503,12 +541,13 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         tr = cfg.train_transitions
         srows = [[f"`{s.name}`", s.distribution, s.description] for s in t.tests]
         L += [_md_table(["split", "distribution", "what differs from training"], srows), ""]
-        header = ["model"] + [f"{s.name} @{report_horizon(cfg, s)}" for s in t.tests]
+        cols = result_columns(t.tests)
+        header = ["model"] + [f"{name} @{report_horizon(cfg, s)}" for name, s in cols]
         rows = []
         for m in cfg.task_models(t):
             row = [m.name]
-            for s in t.tests:
-                r = lookup(agg, t.name, m.name, tr, s.name) or {}
+            for name, s in cols:
+                r = lookup(agg, t.name, m.name, tr, name) or {}
                 k = f"rmse@{report_horizon(cfg, s)}"
                 row.append(_fmt(r.get(k), r.get(k + "_std")))
             rows.append(row)
@@ -517,11 +556,15 @@ def _markdown(cfg: StudyConfig, agg: list[dict], head: dict, meta: dict) -> str:
         rows = []
         for m in cfg.task_models(t):
             row = [m.name]
-            for s in t.tests:
-                r = lookup(agg, t.name, m.name, tr, s.name) or {}
+            for name, _ in cols:
+                r = lookup(agg, t.name, m.name, tr, name) or {}
                 row.append(_fmt(r.get("vpt_s"), r.get("vpt_s_std")))
             rows.append(row)
-        L += ["Valid prediction time (s):", "", _md_table(["model"] + [s.name for s in t.tests], rows), ""]
+        L += ["Valid prediction time (s):", "", _md_table(["model"] + [name for name, _ in cols], rows), ""]
+        if len(cols) > len(t.tests):
+            L += ["`SPLIT+adaptK`: the same test episodes, each model first adapted (`physwm.adapt`, its defaults) "
+                  f"to K transitions of that split's system (seed = the split's + {ADAPT_SEED_OFFSET}, the start of "
+                  "an episode under its policy).", ""]  # fmt: skip
         L += _lyapunov_table(cfg, agg, t)
         first_in = next((s for s in t.tests if s.distribution == "in"), t.tests[0])
         hs = first_in.horizons or cfg.horizons

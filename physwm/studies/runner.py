@@ -56,6 +56,7 @@ from ..models import build
 from ..systems import BUILTIN_SYSTEMS, register_system
 from ..train import History, fit, save_checkpoint
 from ..version import __version__
+from .adaptation import adapted_metrics, adapted_name, collect_pool, pool_name
 from .config import StudyConfig, TaskConfig, build_options, default_config
 from .figures import draw_figures, write_figure_data
 from .paths import compare_runs, data_path, efficiency_runs, run_path
@@ -92,13 +93,23 @@ def _collect_job(task_d: dict, split_d: dict, path: str, threads: int, submitter
     _own_threads(threads, submitter)
     _register(systems)
     task = TaskConfig.from_dict(task_d)
+    pool = split_d.get("adapt_pool", False)  # the split's adaptation pool (see studies.adaptation), not its tests
     split = next(s for s in [task.train, task.val_split(), *task.tests] if s.name == split_d["name"])
     system = task.system_class
     env_id = split.env_id(system)
+    steps = max(split.adapt) if pool else split.max_steps
     if env_id == system.env_id:
-        env = make_env(env_id, params=task.true_params(split), max_episode_steps=split.max_steps, **split.env_options)
+        env = make_env(env_id, params=task.true_params(split), max_episode_steps=steps, **split.env_options)
     else:
-        env = make_env(env_id, max_episode_steps=max(500, split.max_steps))
+        env = make_env(env_id, max_episode_steps=max(500, steps))
+    if pool:
+        try:
+            traj = collect_pool(env, make_policy(split.policy, **split.policy_options), split, steps)
+        finally:
+            env.close()
+        if not Path(path).exists():
+            traj.save(path)
+        return path
     try:
         traj = collect(
             env,
@@ -155,13 +166,14 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
     save_checkpoint(path.with_suffix(".pt"), model, history=history, overwrite=True,
                     extra={"task": task.name, "model": mc.name, "n_train": n, "seed": seed})  # fmt: skip
     t1 = time.perf_counter()
-    splits = {}
+    splits, adapt_warnings = {}, set()
     for s in task.tests:
         data = Trajectories.load(data_path(outp, task.name, s.name))
         true = system(task.true_params(s))
-        try:
+
+        def score(m, s=s, data=data, true=true):
             metrics = evaluate(
-                model,
+                m,
                 data,
                 horizons=s.horizons or cfg.horizons,
                 scale=state_scale(data),
@@ -170,13 +182,23 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
                 seed=0,
                 energy_fn=true.energy if system.has_energy() else None,
             )
+            lam = data.meta.get("lyapunov_exponent")
+            if lam is not None:  # valid prediction time in Lyapunov times (e-foldings of a small error)
+                metrics["lyapunov_exponent"] = float(lam)
+                metrics["vpt_lyapunov"] = metrics["vpt_s"] * float(lam)
+            return {"distribution": s.distribution, **metrics}
+
+        try:
+            splits[s.name] = score(model)
+            if s.adapt and n == cfg.train_transitions:  # the adaptation split: comparison runs only
+                pool = Trajectories.load(data_path(outp, task.name, pool_name(s.name)))
+                with warnings.catch_warnings(record=True) as adapt_caught:
+                    warnings.simplefilter("always")
+                    for k, metrics in adapted_metrics(model, pool, s.adapt, score).items():
+                        splits[adapted_name(s.name, k)] = metrics
+                adapt_warnings |= {f"{s.name}: {w.category.__name__}: {w.message}" for w in adapt_caught}
         except ValueError as err:
             raise ValueError(f"{where}, split {s.name!r}: {err}") from err
-        lam = data.meta.get("lyapunov_exponent")
-        if lam is not None:  # valid prediction time in Lyapunov times (e-foldings of a small error)
-            metrics["lyapunov_exponent"] = float(lam)
-            metrics["vpt_lyapunov"] = metrics["vpt_s"] * float(lam)
-        splits[s.name] = {"distribution": s.distribution, **metrics}
     identified = identified_constants(model)
     perr = parameter_error(identified, task.true_params()) if identified else {}
     result = {
@@ -193,6 +215,7 @@ def _run_job(cfg_d: dict, task_name: str, model_name: str, n: int, seed: int, ou
         "best_val_error": history.best_val_error,
         "selection": history.selection or {"selected": "trained"},
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+        "adapt_warnings": sorted(adapt_warnings),
         "build_spec": getattr(model, "build_spec", None),
         "fit": cfg.fit_for(mc).replace(seed=seed).to_dict(),
         "identified": identified,
@@ -365,6 +388,11 @@ def _collect_data(cfg: StudyConfig, out: Path, progress: bool, jobs: _Jobs) -> i
                 horizon = max(s.horizons or cfg.horizons)
                 args = (t.to_dict(), {"name": s.name}, str(p), cfg.threads, os.getpid(), _user_systems(cfg), horizon)
                 todo.append((cost, (_collect_job, args)))
+            p = data_path(out, t.name, pool_name(s.name))
+            if s.adapt and not p.exists():  # the split's adaptation pool (studies.adaptation)
+                args = (t.to_dict(), {"name": s.name, "adapt_pool": True}, str(p), cfg.threads, os.getpid(),
+                        _user_systems(cfg), 1)  # fmt: skip
+                todo.append((max(s.adapt) * 10, (_collect_job, args)))
     todo.sort(key=lambda j: -j[0])
     for _, (_, args) in todo:
         Path(args[2]).parent.mkdir(parents=True, exist_ok=True)
