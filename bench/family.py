@@ -85,8 +85,7 @@ def family_data(n: int, seed: int) -> tuple[dict, torch.Tensor, list[float]]:
 
 def seeded_context_mlp(seed: int) -> ContextMLP:
     """A ContextMLP for CartPole (4 states, 1 force, 4 context entries per member), initial weights from ``seed``."""
-    torch.manual_seed(seed)
-    return ContextMLP(4, 1, context_dim=4, members=len(TRAIN_LENGTHS))
+    return ContextMLP(4, 1, context_dim=4, members=len(TRAIN_LENGTHS), seed=seed)
 
 
 def train(args) -> dict:

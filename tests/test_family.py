@@ -22,8 +22,11 @@ def episodes(params, n: int, steps: int, seed: int, **kw):
     return collect(env, physwm.make_policy("uniform", force_mag=5.0), n, steps, seed, progress=False, **START, **kw)
 
 
-def family_data(lengths, steps: int = 60, seed: int = 0) -> dict:
-    parts = [episodes(FRICTION_PARAMS.replace(length=v), 1, steps, seed + i) for i, v in enumerate(lengths)]
+def family_data(lengths, steps: int = 60, seed: int = 0, same_starts: bool = False) -> dict:
+    """One episode per pole half-length; ``same_starts``: the same start and forces for every member, so only the
+    dynamics tell them apart."""
+    parts = [episodes(FRICTION_PARAMS.replace(length=v), 1, steps, seed + (0 if same_starts else i))
+             for i, v in enumerate(lengths)]  # fmt: skip
     return {"states": torch.cat([p.states for p in parts]), "controls": torch.cat([p.controls for p in parts]),
             "lengths": torch.cat([p.lengths for p in parts]), "dt": parts[0].dt}  # fmt: skip
 
@@ -64,16 +67,15 @@ def test_family_adaptation_changes_only_the_context(trained_family):
 
 
 def test_context_mlp_overfits_a_small_family_and_adapts_only_its_context():
-    data = family_data([0.3, 0.8], steps=40)
-    model = ContextMLP(4, 1, context_dim=2, members=2, hidden=(64, 64))
-    torch.manual_seed(0)
+    data = family_data([0.3, 0.8], steps=40, same_starts=True)  # the states alone cannot tell the members apart
+    model = ContextMLP(4, 1, context_dim=2, members=2, hidden=(64, 64), seed=0)
     result = fit_family(model, data, [0, 1], steps=600, horizon=1, lr=3e-3, seed=0)
     assert result.losses[-1] < 0.02 * result.losses[0]
     w = family_windows(model, data, [0, 1], 1)
     with torch.no_grad():
         right = float(model.loss(w)[0])
         swapped = float(model.loss({**w, "member": 1 - w["member"]})[0])
-    assert right < 0.05 and swapped > 5 * right  # the context carries what differs between the members
+    assert right < 0.05 and swapped > 50 * right  # the context carries what differs between the members
     one = {"states": data["states"][1:2, :31], "controls": data["controls"][1:2, :30]}
     adapted = adapt_context(model, one, steps=50)
     assert adapted.adaptation.loss_after < 0.5 * adapted.adaptation.loss_before

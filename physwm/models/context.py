@@ -227,19 +227,24 @@ class ContextMLP(DeltaModel):
         members: number of members of the family.
         hidden: hidden-layer widths.
         activation: one of :data:`~physwm.models.fields.ACTIVATIONS`.
+        seed: seed of the network's initial weights (the global random state is left as it was).
 
     Shapes: ``step(x [..., n], u [..., m]) -> [..., n]``.
     """
 
     def __init__(self, state_dim: int, control_dim: int, dt: float = 0.02, context_dim: int = 4, members: int = 1,
-                 hidden: Sequence[int] = (128, 128, 128), activation: str = "silu"):  # fmt: skip
+                 hidden: Sequence[int] = (128, 128, 128), activation: str = "silu", seed: int = 0):  # fmt: skip
         super().__init__(state_dim, control_dim, dt)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an int, got {seed!r}")
         if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 1:
             raise ValueError(f"context_dim must be a positive int, got {context_dim!r}")
         self.context_dim = context_dim
         self.members = _check_count(members)
         self.hidden, self.activation = tuple(hidden), activation
-        self.net = make_mlp(state_dim + control_dim + context_dim, state_dim, hidden, activation)
+        with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed alone
+            torch.manual_seed(seed)
+            self.net = make_mlp(state_dim + control_dim + context_dim, state_dim, hidden, activation)
         self.member_context = nn.Parameter(torch.zeros(members, context_dim))
         self.context = nn.Parameter(torch.zeros(context_dim))
 
