@@ -32,6 +32,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _same_global_random_state():
+    """Every test starts from the same global random state, so what it draws without a seed of its own does not
+    depend on which tests ran before it in its worker (pytest-xdist spreads the tests differently each run)."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
 def _plan_eagerly_unless_marked(request, monkeypatch):
     """Planners compile an ODE model's kernels by default, and a cold compile takes seconds to minutes per new
     batch size, so tests run as on a machine without a C++ compiler (the tested, silent eager fallback), except
