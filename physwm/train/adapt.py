@@ -130,7 +130,7 @@ def adaptation_windows(model: nn.Module, data: Any, horizon: int | None) -> tupl
     return {"states": ws, "controls": wc}, transitions, horizon
 
 
-def _regularised_lbfgs(model: nn.Module, params: list[torch.Tensor], batch: dict[str, torch.Tensor], steps: int,
+def regularised_lbfgs(model: nn.Module, params: list[torch.Tensor], batch: dict[str, torch.Tensor], steps: int,
                        regularization: float, lr: float) -> int:  # fmt: skip
     """L-BFGS on ``model.loss(batch) + regularization * mean((w - w0)^2)`` over ``params``; iterations taken."""
     anchors = [p.detach().clone() for p in params]
@@ -277,7 +277,7 @@ def adapt(
         set_trainable(out, chosen_paths, networks=True)
         trainable = [p for p in out.parameters() if p.requires_grad]
         if net_steps and trainable:
-            iterations += _regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
+            iterations += regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
     trimmed = total - const_batch["states"].shape[0]
     mode = "fine-tune" if not consts else ("constants+residual" if residual == "tune" else "constants")
     set_trainable(out, chosen_paths, networks=False)

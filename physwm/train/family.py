@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..checks import finite_float, nonnegative_int, positive_int
 from ..data import EpisodeData
 from ..models.context import ContextMLP, FamilyModel
-from .adapt import Adaptation, adapt, adaptation_windows
+from .adapt import Adaptation, adapt, adaptation_windows, regularised_lbfgs
 from .constants import levenberg_marquardt
 
 __all__ = ["fit_family", "FamilyFit", "adapt_context", "family_windows"]
@@ -324,22 +324,11 @@ def adapt_context(
     start = ctx.detach().clone()
     with torch.no_grad():
         before = float(out.loss(batch)[0])
-    opt = torch.optim.LBFGS([ctx], lr=1.0, max_iter=max(iterations, 1), history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-12)  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = out.loss(batch)[0] + regularization * (ctx - start).pow(2).mean()
-        loss.backward()
-        return loss
-
-    if iterations:
-        opt.step(closure)
+    its = regularised_lbfgs(out, [ctx], batch, iterations, regularization, 1.0) if iterations else 0
     with torch.no_grad():
         after = float(out.loss(batch)[0])
     for p in out.parameters():
         p.requires_grad_(True)
-    its = int(opt.state[ctx].get("n_iter", 0)) if ctx in opt.state else 0
     names = [f"c{i}" for i in range(out.context_dim)]
     out.adaptation = Adaptation(
         mode="context", transitions=transitions, horizon=H, trimmed=0, loss_before=before, loss_after=after,
