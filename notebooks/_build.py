@@ -602,8 +602,8 @@ plt.show()
 ## 3. Online, while planning
 
 `AdaptiveController` wraps a planner: every 10 steps it refits the constants to the last 50 transitions and
-writes them into the planner's model. Constants a window cannot pin down (a cart at rest says nothing of its
-friction) keep their values, with a warning.
+writes them into the planner's model (at every step while the estimate is still moving). Constants a window
+cannot pin down (a cart at rest says nothing of its friction) keep their values, with a warning.
 """),
     code("""
 from physwm.control import CEM, AdaptiveController, get_task, run_episode

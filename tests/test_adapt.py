@@ -150,6 +150,30 @@ def test_online_reidentification_converges_and_keeps_constants_when_ill_conditio
         ctl.reidentify()
 
 
+def test_online_reidentification_trims_transitions_the_model_cannot_represent(original):
+    """Three of 50 transitions knocked off (a bump the model class has no term for): trimmed, the constants are the
+    truth; without trimming they pull the friction constants far off (cart_viscous 0.1 -> 0.007)."""
+    model = _trained("explicit", original)
+    planner = CEM(model, get_task("balance").cost, bounds=(-10.0, 10.0), population=16, iterations=1, fused=False)
+    truth = FRICTION_PARAMS.replace(masspole=0.2)
+    s, c = _window(truth, 50, 3)
+    bumped = s[1:].copy()
+    bumped[[5, 20, 35], 3] += 0.05  # rad/s
+    errors = {}
+    for trim in (3.0, None):
+        ctl = AdaptiveController(planner, every=10, window=50, trim=trim)
+        for t in range(50):
+            ctl.observe(s[t], c[t], bumped[t])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnidentifiableWarning)
+            for _ in range(4):
+                entry = ctl.reidentify()
+        errors[trim] = max(abs(v / getattr(truth, k) - 1) for k, v in entry["constants"].items())
+        assert entry["trimmed"] == (3 if trim else 0)
+        ctl.reset()
+    assert errors[3.0] < 0.01 and errors[None] > 0.3, errors
+
+
 def test_adaptive_controller_needs_constants_and_runs_in_run_episode(original):
     mlp = build("mlp")
     with pytest.raises(ValueError, match="no learnable physical constants"):
@@ -163,5 +187,19 @@ def test_adaptive_controller_needs_constants_and_runs_in_run_episode(original):
         warnings.simplefilter("ignore", UnidentifiableWarning)
         ep = run_episode(ctl, env, "balance", seed=0, steps=40)
     assert ep.steps == 40 and not ep.terminated
-    assert [h["step"] for h in ctl.history] == [20, 30]  # from min_transitions = 12 on, every 10 steps
+    steps = [h["step"] for h in ctl.history]
+    assert steps[0] == 12  # as soon as the window holds min_transitions = 2 * 6 constants
+    for prev, gap in zip(ctl.history, np.diff(steps)):  # the next step while the estimate moves, else 10 later
+        moving = prev["loss_after"] < 0.5 * prev["loss_before"] and prev["loss_before"] > 1e-6
+        assert gap == (1 if moving else 10), (prev, gap)
+    assert 1 in np.diff(steps)  # the heavier pole moves the first estimates: follow-ups happened
+    assert model.field.identified()["masspole"] == pytest.approx(0.2, rel=0.02)
+    ctl.reset()
+    slow = AdaptiveController(planner, every=10, window=30, follow_up=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnidentifiableWarning)
+        run_episode(slow, env, "balance", seed=0, steps=40)
+    assert [h["step"] for h in slow.history] == [12, 22, 32]  # follow_up=0: every 10 steps only
+    with pytest.raises(ValueError, match="follow_up"):
+        AdaptiveController(planner, follow_up=1.0)
     assert ep.model_evaluations.shape == (40,)

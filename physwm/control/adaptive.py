@@ -3,8 +3,11 @@
 The controller wraps a :class:`~physwm.control.Planner` whose model has learnable physical constants (an
 explicit model or a hybrid). It records the transitions it sees, and every ``every`` control steps fits the
 constants to the latest ``window`` of them (one-step residuals, the model's own loss) by one
-Gauss-Newton step from the current values (the estimate changes little between two fits, so one step per
-fit converges over a few fits, GrBAL-style: Nagabandi et al. 2019 adapt on the last 16 transitions). The
+Gauss-Newton step from the current values (GrBAL-style: Nagabandi et al. 2019 adapt on the last 16
+transitions). One step costs a few forward passes, so it fits inside a control period; while the estimate is
+still moving (a step that cut the window's loss by more than half) the next fit comes at the next control
+step rather than ``every`` steps later, so a changed system is re-identified within a few steps of the first
+fit, one step per control period. The
 new constants are written into the planner's model in place, so the planner (compiled or not) plans with
 them from the next step on and MPC keeps working when the system changes mid-episode.
 
@@ -49,11 +52,19 @@ class AdaptiveController:
             value and its scale (see :func:`~physwm.evaluate.identifiability`).
         resolution: smallest residual spread assumed (units of the one-step change's spread).
         damping: Levenberg-Marquardt damping of the step, relative to each column's norm.
+        follow_up: a fit whose step lowered the window's loss (mean square, above ``resolution**2``) below this
+            fraction of its value before is followed by another at the next control step, until one is not (the
+            estimate is still moving); 0: fits only every ``every`` steps.
+        trim: each fit leaves out the window's transitions whose residual RMS (at the current constants) exceeds
+            ``trim`` times the median, as :func:`~physwm.adapt` does: transitions the model class cannot represent,
+            such as stiff Coulomb friction switching within one step, otherwise pull every constant off the
+            truth (never below half the window or ``min_transitions``; ``None``: no trimming).
 
     Attributes:
         planner, model: the wrapped planner and its model (whose constants change in place).
         history: one dict per fit: ``step``, ``constants`` (after), ``updated`` and ``kept`` (names),
-            ``loss_before``, ``loss_after``, ``cpu_ms``.
+            ``trimmed`` (transitions left out), ``loss_before``, ``loss_after`` (on the transitions kept),
+            ``cpu_ms``.
 
     Call it like a planner: ``controller(state [n]) -> control [m]``; :func:`~physwm.control.run_episode` resets it
     (the constants go back to the model's at construction, the window is emptied).
@@ -61,7 +72,7 @@ class AdaptiveController:
 
     def __init__(self, planner: Planner, *, every: int = 10, window: int = 50, params: list[str] | None = None,
                  min_transitions: int | None = None, tolerance: float = 0.1, resolution: float = 1e-3,
-                 damping: float = 1e-3):  # fmt: skip
+                 damping: float = 1e-3, follow_up: float = 0.5, trim: float | None = 3.0):  # fmt: skip
         if not isinstance(planner, Planner):
             raise TypeError(f"planner must be a Planner, got {type(planner).__name__}")
         self.planner = planner
@@ -71,6 +82,10 @@ class AdaptiveController:
         self.tolerance = finite_float(tolerance, "tolerance", positive=True)
         self.resolution = finite_float(resolution, "resolution", positive=True)
         self.damping = finite_float(damping, "damping", nonnegative=True)
+        self.follow_up = finite_float(follow_up, "follow_up", nonnegative=True)
+        self.trim = None if trim is None else finite_float(trim, "trim", positive=True)
+        if self.follow_up >= 1:
+            raise ValueError(f"follow_up must be below 1 (a fraction of the loss), got {follow_up}")
         consts = constant_paths(self.model)
         if not consts:
             raise ValueError(f"the planner's model ({type(self.model).__name__}) has no learnable physical constants "
@@ -117,16 +132,22 @@ class AdaptiveController:
         self._next: deque[np.ndarray] = deque(maxlen=self.window)
         self._last: tuple[np.ndarray, np.ndarray] | None = None
         self._steps = 0
+        self._due = self.every  # the step of the next fit (once the window holds min_transitions)
         self.planner.reset()
 
     def __call__(self, state: Any) -> torch.Tensor:
         """The planner's control for ``state [n]``, after recording the last transition and, every ``every``
-        steps, re-identifying the constants."""
+        steps (every step while the estimate is moving, see ``follow_up``), re-identifying the constants."""
         x = np.asarray(state.detach().cpu() if isinstance(state, torch.Tensor) else state, dtype=np.float64)
         if self._last is not None:
             self.observe(self._last[0], self._last[1], x)
-        if self._steps and self._steps % self.every == 0 and len(self._states) >= self.min_transitions:
-            self.reidentify()
+        if self._steps >= self._due and len(self._states) >= self.min_transitions:
+            fit = self.reidentify()
+            # still moving: the step cut the loss by more than follow_up, and the loss is above the residuals'
+            # resolution (a fit at round-off halves its loss without the constants moving)
+            moving = (fit["loss_after"] < self.follow_up * fit["loss_before"]
+                      and fit["loss_before"] > self.resolution**2)  # fmt: skip
+            self._due = self._steps + (1 if moving else self.every)
         u = self.planner(x)
         self._last = (x.reshape(-1).copy(), np.asarray(u.detach().cpu() if isinstance(u, torch.Tensor) else u,
                                                        dtype=np.float64).reshape(-1))  # fmt: skip
@@ -152,6 +173,18 @@ class AdaptiveController:
         self._next.append(y)
 
     # -- identification -----------------------------------------------------------------------------------
+    def _untrimmed(self, residuals: np.ndarray, transitions: int) -> np.ndarray:
+        """Mask ``[N]`` of the window's transitions whose residual RMS is within ``trim`` times the median (all of
+        them if that would leave fewer than half the window or fewer than ``min_transitions``)."""
+        keep = np.ones(transitions, dtype=bool)
+        if self.trim is None:
+            return keep
+        rms = np.sqrt((residuals.reshape(transitions, -1) ** 2).mean(1))
+        new = rms <= self.trim * np.median(rms)
+        if int(new.sum()) < max(self.min_transitions, (transitions + 1) // 2):
+            return keep
+        return new
+
     @torch.no_grad()
     def reidentify(self) -> dict[str, Any]:
         """One Gauss-Newton step on the window for the constants it pins down; the others are kept.
@@ -172,6 +205,10 @@ class AdaptiveController:
             constant_raw(self.work, p, n).copy_(constant_raw(self.model, p, n).detach())
         J, r = constants_jacobian(self.work, s, c)
         J, r = J.numpy(), r.numpy()
+        kept_rows = self._untrimmed(r, len(s))
+        if not kept_rows.all():
+            rows = np.repeat(kept_rows, r.shape[0] // len(s))
+            J, r, s, c = J[rows], r[rows], s[torch.from_numpy(kept_rows)], c[torch.from_numpy(kept_rows)]
         raws = np.array([float(constant_raw(self.work, p, n)) for _, p, n in self.constants])
         names = [label for label, _, _ in self.constants]
         values = [sc * max(x, f) for sc, x, f in zip(self.scales, raws, self.floors)]
@@ -205,6 +242,7 @@ class AdaptiveController:
             else:
                 free[:] = False  # the step did not help: nothing changes
         entry = {"step": self._steps, "updated": [n for n, f in zip(names, free) if f], "kept": kept,
+                 "trimmed": int((~kept_rows).sum()),
                  "constants": {label: constant_value(self.model, p, n) for label, p, n in self.constants},
                  "loss_before": before, "loss_after": after, "cpu_ms": 1e3 * (time.process_time() - c0)}  # fmt: skip
         self.history.append(entry)
