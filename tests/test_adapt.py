@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -14,6 +15,7 @@ from physwm import FRICTION_PARAMS, adapt, build, collect
 from physwm.control import CEM, AdaptiveController, get_task, run_episode
 from physwm.envs import make_env
 from physwm.evaluate import UnidentifiableWarning, rollout_rmse
+from physwm.train.adapt import held_out_tail
 
 CHANGED = {
     "heavier_pole": {"masspole": 0.2},
@@ -88,7 +90,7 @@ def test_constants_and_residual_and_subset(original):
     assert list(only.adaptation.constants) == ["masspole"]
     assert abs(only.adaptation.constants["masspole"] - 0.2) < 0.01
     assert only.field.physics.identified()["length"] == pytest.approx(hybrid.field.physics.identified()["length"])
-    tuned = adapt(hybrid, few, residual="tune", steps=20)
+    tuned = adapt(hybrid, few, residual="tune", steps=20, validation=None)  # always keep the tuning
     assert tuned.adaptation.mode == "constants+residual"
     assert tuned.adaptation.horizon == 10 and tuned.adaptation.loss_after < 0.01 * tuned.adaptation.loss_before
     changed = [k for k, v in tuned.field.residual.state_dict().items()
@@ -98,6 +100,46 @@ def test_constants_and_residual_and_subset(original):
         adapt(hybrid, few, params=["mass_of_the_moon"])
     with pytest.raises(ValueError, match="residual"):
         adapt(hybrid, few, residual="thaw")
+
+
+def test_residual_tuning_is_kept_only_when_it_predicts_held_out_transitions(original):
+    hybrid = _trained("hybrid", original)  # exact physics, zero residual
+    test = _data(FRICTION_PARAMS, 2, 100, 7)
+    # a change within the constants' reach: tuning the residual on 24 transitions fits them, not the change
+    few = _data(FRICTION_PARAMS.replace(masspole=0.2), 1, 30, 100)
+    tuned = adapt(hybrid, few, residual="tune")
+    v = tuned.adaptation.validation
+    assert tuned.adaptation.mode == "constants" and not v["tuned"] < v["frozen"], v
+    trained = hybrid.field.residual.state_dict()
+    assert all(torch.equal(w, trained[k]) for k, w in tuned.field.residual.state_dict().items())
+    assert "rejected" in tuned.adaptation.summary()
+    # a residual that learned an effect the system does not have (a bias): only tuning removes it
+    biased = copy.deepcopy(hybrid)
+    with torch.no_grad():
+        [m for m in biased.field.residual.modules() if isinstance(m, torch.nn.Linear)][-1].bias.add_(0.05)
+    few = _data(FRICTION_PARAMS, 1, 100, 100)
+    kept = adapt(biased, few, residual="tune")
+    v = kept.adaptation.validation
+    assert kept.adaptation.mode == "constants+residual" and v["tuned"] < v["frozen"], v
+    always = adapt(biased, few, residual="tune", validation=None)  # then tuned again on all 100 transitions
+    e_kept, e_always = rollout_rmse(kept, test, 50), rollout_rmse(always, test, 50)
+    assert e_kept == pytest.approx(e_always, rel=1e-6)
+    assert e_kept < 0.5 * rollout_rmse(adapt(biased, few), test, 50)
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="validation"):
+            adapt(hybrid, few, residual="tune", validation=bad)
+
+
+def test_held_out_tail_holds_out_the_end_of_each_episode():
+    lengths = torch.tensor([10, 5, 0])
+    s = torch.arange(3 * 11, dtype=torch.float64).reshape(3, 11, 1)  # state = a running index
+    c = torch.zeros(3, 10, 1, dtype=torch.float64)
+    fit, held = held_out_tail(s, c, lengths, 0.2, None)
+    assert held["states"][:, 0, 0].tolist() == [8.0, 9.0, 11.0 + 4]  # the last 2 of 10 and the last 1 of 5
+    assert fit["states"].shape[1] == 4 + 1  # windows as long as the shortest head (4 transitions) allows
+    ends = fit["states"][:, -1, 0]  # no fit window reaches into a held-out transition
+    assert bool(((ends <= 8) | ((ends >= 11) & (ends <= 11 + 4))).all())
+    assert held_out_tail(s, c, torch.tensor([1, 1, 0]), 0.2, None) is None  # nothing left to fit on
 
 
 def test_bad_input_is_a_clear_error(original):

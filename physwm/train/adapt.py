@@ -6,7 +6,8 @@ Levenberg-Marquardt on its own multi-step loss (:func:`~physwm.train.levenberg_m
 forward passes per step, quadratic convergence for the handful of constants, where Adam would need
 hundreds of steps); a hybrid's residual stays frozen (``residual="frozen"``, the default) or is then
 tuned together with the constants by L-BFGS, regularised towards its trained weights
-(``residual="tune"``). The identified constants come with standard errors and 95% intervals from the
+(``residual="tune"``; only if tuning on the transitions' heads predicts their held-out tails better,
+``validation``). The identified constants come with standard errors and 95% intervals from the
 Gauss-Newton Hessian of that loss (:func:`~physwm.evaluate.identifiability`). An implicit model has no
 constants: it is fine-tuned on the same windows with the same optimiser budget (``steps`` L-BFGS
 iterations) and the same regulariser towards its trained weights, the fair baseline.
@@ -34,8 +35,8 @@ from ..evaluate.model import check_data_dt
 from ..systems import System
 from .constants import levenberg_marquardt
 
-__all__ = ["adapt", "Adaptation", "ADAPT_RESIDUAL", "adaptation_windows", "constant_paths", "constant_raw",
-           "constant_value", "set_trainable"]
+__all__ = ["adapt", "Adaptation", "ADAPT_RESIDUAL", "adaptation_episodes", "adaptation_windows", "constant_paths",
+           "constant_raw", "constant_value", "held_out_tail", "set_trainable"]
 
 #: What :func:`adapt` does with a physics-based model's networks.
 ADAPT_RESIDUAL = ("frozen", "tune")
@@ -59,6 +60,9 @@ class Adaptation:
         constants: the identified constants (physical units).
         std, low, high: their standard errors and 95% intervals (physical units).
         identifiability: the full report (``None`` for implicit models or ``uncertainty=False``).
+        validation: with ``residual="tune"`` and a held-out tail (``validation`` of :func:`adapt`), the held-out
+            one-step losses ``{"frozen": ..., "tuned": ...}`` of the networks as trained and as tuned (the tuning
+            is kept only if lower); else empty.
     """
 
     mode: str
@@ -75,12 +79,17 @@ class Adaptation:
     low: dict[str, float] = field(default_factory=dict)
     high: dict[str, float] = field(default_factory=dict)
     identifiability: Identifiability | None = None
+    validation: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per constant: before, after and its 95% interval."""
         head = (f"adapted ({self.mode}) on {self.transitions} transitions, horizon {self.horizon}: loss "
                 f"{self.loss_before:.3g} -> {self.loss_after:.3g} in {self.iterations} iterations")  # fmt: skip
         lines = [head]
+        if self.validation:
+            kept = "kept" if self.mode == "constants+residual" else "rejected: the residual stays as trained"
+            lines.append(f"  residual tuning {kept} (held-out one-step loss {self.validation['frozen']:.3g} as "
+                         f"trained, {self.validation['tuned']:.3g} tuned)")
         for n, v in self.constants.items():
             ci = f"  95% [{self.low[n]:.5g}, {self.high[n]:.5g}]" if n in self.low else ""
             lines.append(f"  {n:>14s}: {self.previous.get(n, math.nan):.5g} -> {v:.5g}{ci}")
@@ -97,6 +106,26 @@ def adaptation_windows(model: nn.Module, data: Any, horizon: int | None) -> tupl
             ``dt``, no transition.
         TypeError: data that is neither a Trajectories nor a batch dict.
     """
+    s, c, lengths = adaptation_episodes(model, data)
+    return _windows_of(s, c, lengths, horizon)
+
+
+def _windows_of(s: torch.Tensor, c: torch.Tensor, lengths: torch.Tensor,
+                horizon: int | None) -> tuple[dict[str, torch.Tensor], int, int]:  # fmt: skip
+    transitions = int(lengths.sum())
+    if transitions < 1:
+        raise ValueError("data holds no transition")
+    shortest = int(lengths[lengths > 0].min())
+    horizon = max(1, min(10, shortest)) if horizon is None else positive_int(horizon, "horizon")
+    if horizon > int(lengths.max()):
+        raise ValueError(f"horizon {horizon} is longer than the longest episode ({int(lengths.max())} transitions)")
+    ws, wc = windows(s, c, lengths, horizon)
+    return {"states": ws, "controls": wc}, transitions, horizon
+
+
+def adaptation_episodes(model: nn.Module, data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The data checked against ``model``, float64: ``(states [N, T+1, n], controls [N, T, m], lengths [N])``
+    (raises as :func:`adaptation_windows`)."""
     if isinstance(data, Trajectories):
         check_data_dt(model, data)
         s, c, lengths = data.states, data.controls, data.lengths
@@ -119,15 +148,24 @@ def adaptation_windows(model: nn.Module, data: Any, horizon: int | None) -> tupl
     if not (torch.isfinite(c[mask]).all() and torch.isfinite(s[:, :-1][mask]).all()
             and torch.isfinite(s[:, 1:][mask]).all()):  # fmt: skip
         raise ValueError("data contains NaN or inf in its valid transitions")
-    transitions = int(lengths.sum())
-    if transitions < 1:
-        raise ValueError("data holds no transition")
-    shortest = int(lengths[lengths > 0].min())
-    horizon = max(1, min(10, shortest)) if horizon is None else positive_int(horizon, "horizon")
-    if horizon > int(lengths.max()):
-        raise ValueError(f"horizon {horizon} is longer than the longest episode ({int(lengths.max())} transitions)")
-    ws, wc = windows(s, c, lengths, horizon)
-    return {"states": ws, "controls": wc}, transitions, horizon
+    return s, c, lengths
+
+
+def held_out_tail(s: torch.Tensor, c: torch.Tensor, lengths: torch.Tensor, fraction: float,
+                  horizon: int | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:  # fmt: skip
+    """The last ``fraction`` of each episode's transitions (at least one) held out: ``(windows to fit on (the
+    episodes' heads, ``horizon`` as in :func:`adaptation_windows`), one-step windows of the tails)``; ``None`` when
+    no head would keep a transition."""
+    tail = torch.clamp(torch.round(fraction * lengths.to(torch.float64)).long(), min=1) * (lengths > 0)
+    heads = lengths - tail
+    if int(heads.max()) < 1:
+        return None
+    shortest = int(heads[heads > 0].min())
+    fit, _, _ = _windows_of(s, c, heads, None if horizon is None else min(horizon, shortest))
+    ws, wc = windows(s, c, lengths, 1)
+    start = torch.arange(c.shape[1])[None, :]
+    in_tail = (start >= heads[:, None])[start < lengths[:, None]]  # windows() order: episode, then start
+    return fit, {"states": ws[in_tail], "controls": wc[in_tail]}
 
 
 def regularised_lbfgs(model: nn.Module, params: list[torch.Tensor], batch: dict[str, torch.Tensor], steps: int,
@@ -193,6 +231,7 @@ def adapt(
     regularization: float = 1e-3,
     lr: float = 1.0,
     trim: float | None = 3.0,
+    validation: float | None = 0.2,
     uncertainty: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` adapted to a few transitions of a changed system (see the module docstring).
@@ -217,6 +256,12 @@ def adapt(
             median and fit again (up to 3 rounds; never below half the windows or fewer than the constants):
             transitions the model class cannot represent, such as stiff Coulomb friction switching within
             one RK4 step, otherwise bias every constant. ``None``: no trimming.
+        validation: with ``residual="tune"``, hold out the last ``validation`` fraction of each episode's
+            transitions (at least one) and tune the networks on the rest: if that predicts the held-out
+            transitions (one step) better than the constants alone, the networks are tuned again on all the
+            transitions; else they stay as trained (``mode`` ``"constants"``; both losses in
+            ``Adaptation.validation``). On a few transitions tuning
+            thousands of weights mostly fits them, not the change. ``None``: always keep the tuning.
         uncertainty: compute standard errors and 95% intervals of the identified constants.
 
     Returns:
@@ -239,8 +284,13 @@ def adapt(
     c0 = time.process_time()
     if trim is not None:
         trim = finite_float(trim, "trim", positive=True)
-    batch, transitions, net_horizon = adaptation_windows(model, data, horizon)
-    const_batch, _, const_horizon = adaptation_windows(model, data, 1 if horizon is None else horizon)
+    if validation is not None:
+        validation = finite_float(validation, "validation", positive=True)
+        if validation >= 1:
+            raise ValueError(f"validation must be a fraction below 1 of each episode's transitions, got {validation}")
+    s, c, lengths = adaptation_episodes(model, data)
+    batch, transitions, net_horizon = _windows_of(s, c, lengths, horizon)
+    const_batch, _, const_horizon = _windows_of(s, c, lengths, 1 if horizon is None else horizon)
     consts = constant_paths(model)
     valid = [label for label, _, _ in consts]
     chosen = valid if params is None else list(params)
@@ -262,6 +312,8 @@ def adapt(
     before = _data_loss(out, scored)
     previous = {label: constant_value(out, path, name) for label, path, name in chosen_paths}
     iterations, total = 0, const_batch["states"].shape[0]
+    validated: dict[str, float] = {}
+    rejected = False
     if chosen:
         lm_steps = 30 if steps is None else nonnegative_int(steps, "steps")
         work = copy.deepcopy(out).double()
@@ -276,15 +328,29 @@ def adapt(
         net_steps = 100 if steps is None else nonnegative_int(steps, "steps")
         set_trainable(out, chosen_paths, networks=True)
         trainable = [p for p in out.parameters() if p.requires_grad]
-        if net_steps and trainable:
-            iterations += regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
+        split = held_out_tail(s, c, lengths, validation, horizon) if chosen and validation and net_steps else None
+        if split is None:
+            if net_steps and trainable:
+                iterations += regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
+        elif trainable:
+            fit_batch, held_out = _typed(split[0], dtype), _typed(split[1], dtype)
+            untuned = copy.deepcopy(out.state_dict())
+            validated["frozen"] = _data_loss(out, held_out)
+            iterations += regularised_lbfgs(out, trainable, fit_batch, net_steps, regularization, lr)
+            validated["tuned"] = _data_loss(out, held_out)
+            out.load_state_dict(untuned)
+            if validated["tuned"] < validated["frozen"]:  # the tuning generalises: tune again, on all transitions
+                iterations += regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
+            else:  # it did not: constants only
+                rejected = True
     trimmed = total - const_batch["states"].shape[0]
-    mode = "fine-tune" if not consts else ("constants+residual" if residual == "tune" else "constants")
+    mode = "fine-tune" if not consts else ("constants+residual" if residual == "tune" and not rejected else "constants")
     set_trainable(out, chosen_paths, networks=False)
     after = _data_loss(out, scored)
     horizon = const_horizon if chosen and mode == "constants" else net_horizon
     result = Adaptation(mode=mode, transitions=transitions, horizon=horizon, trimmed=trimmed, loss_before=before,
-                        loss_after=after, iterations=iterations, cpu_seconds=0.0, previous=previous)  # fmt: skip
+                        loss_after=after, iterations=iterations, cpu_seconds=0.0, previous=previous,
+                        validation=validated)  # fmt: skip
     result.constants = {label: constant_value(out, path, name) for label, path, name in chosen_paths}
     if chosen and uncertainty:
         report = identifiability(out, const_batch, const_horizon, max_windows=None)
