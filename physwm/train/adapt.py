@@ -40,6 +40,8 @@ __all__ = ["adapt", "Adaptation", "ADAPT_RESIDUAL", "adaptation_episodes", "adap
 
 #: What :func:`adapt` does with a physics-based model's networks.
 ADAPT_RESIDUAL = ("frozen", "tune")
+#: ``residual="tune"`` keeps the tuning only if it lowers the held-out loss by more than this fraction.
+TUNING_MARGIN = 0.1
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Adaptation:
         identifiability: the full report (``None`` for implicit models or ``uncertainty=False``).
         validation: with ``residual="tune"`` and a held-out tail (``validation`` of :func:`adapt`), the held-out
             one-step losses ``{"frozen": ..., "tuned": ...}`` of the networks as trained and as tuned (the tuning
-            is kept only if lower); else empty.
+            is kept only if more than ``TUNING_MARGIN`` lower); else empty.
     """
 
     mode: str
@@ -258,7 +260,8 @@ def adapt(
             one RK4 step, otherwise bias every constant. ``None``: no trimming.
         validation: with ``residual="tune"``, hold out the last ``validation`` fraction of each episode's
             transitions (at least one) and tune the networks on the rest: if that predicts the held-out
-            transitions (one step) better than the constants alone, the networks are tuned again on all the
+            transitions (one step) more than 10% better than the constants alone (a tie at round-off is no reason
+            to move thousands of weights), the networks are tuned again on all the
             transitions; else they stay as trained (``mode`` ``"constants"``; both losses in
             ``Adaptation.validation``). On a few transitions tuning
             thousands of weights mostly fits them, not the change. ``None``: always keep the tuning.
@@ -339,7 +342,7 @@ def adapt(
             iterations += regularised_lbfgs(out, trainable, fit_batch, net_steps, regularization, lr)
             validated["tuned"] = _data_loss(out, held_out)
             out.load_state_dict(untuned)
-            if validated["tuned"] < validated["frozen"]:  # the tuning generalises: tune again, on all transitions
+            if validated["tuned"] < (1 - TUNING_MARGIN) * validated["frozen"]:  # it generalises: again, on all
                 iterations += regularised_lbfgs(out, trainable, typed, net_steps, regularization, lr)
             else:  # it did not: constants only
                 rejected = True
