@@ -32,6 +32,7 @@ import torch
 
 from ..checks import check_dt, positive_int
 from ..systems.base import VectorField, check_state_control
+from ..systems.learnable import transforms_active
 
 __all__ = ["Integrator", "BoundField", "bind_field", "check_rollout_args", "all_finite", "DivergenceWarning",
            "report_divergence"]
@@ -41,8 +42,8 @@ def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry of ``t`` is finite. A NaN or inf entry makes the sum NaN or inf, so a finite sum
     proves every entry finite (one fast reduction); only a non-finite sum (possibly an overflow) needs the
     entry-wise check."""
-    if not t.is_floating_point():
-        return True
+    if not t.is_floating_point() or transforms_active():
+        return True  # inside a torch.func transform (vmap) a value cannot steer control flow: not checked
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .learnable import floored, project_gradient
+from .learnable import floored, project_gradient, transforms_active
 from .library import default_library
 
 __all__ = [
@@ -191,8 +191,8 @@ class Parameters:
                     raise TypeError(f"{cls}.{f.name} must be a number or a 0-dim float tensor, got {v!r}")
                 if v.requires_grad or v.grad_fn is not None:
                     continue  # a learnable constant's current value: bounded by its parametrisation
-                if torch.compiler.is_compiling():
-                    continue  # inside a compiled rollout: reading the value would break the graph
+                if torch.compiler.is_compiling() or transforms_active():
+                    continue  # inside a compiled rollout or a torch.func transform (vmap): no value to read
                 v = float(v)
             elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise TypeError(f"{cls}.{f.name} must be a number, got {type(v).__name__}")

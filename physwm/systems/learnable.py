@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["floored", "project_gradient"]
+__all__ = ["floored", "project_gradient", "transforms_active"]
 
 
 class _StraightThroughClamp(torch.autograd.Function):
@@ -46,7 +46,7 @@ class _StraightThroughClamp(torch.autograd.Function):
 
 def floored(raw: torch.Tensor, floor: float) -> torch.Tensor:
     """``max(raw, floor)`` with the identity as its gradient (see the module docstring)."""
-    if not (torch.is_grad_enabled() and raw.requires_grad) and not _transforms_active():
+    if not (torch.is_grad_enabled() and raw.requires_grad) and not transforms_active():
         # no gradient can flow: the plain clamp, without autograd.Function.apply's per-call cost (it binds the
         # forward's signature with inspect on every call, about 0.1 ms: most of the cost of a system's constants
         # in a short rollout, such as the online re-identification's)
@@ -54,10 +54,10 @@ def floored(raw: torch.Tensor, floor: float) -> torch.Tensor:
     return _StraightThroughClamp.apply(raw, floor)
 
 
-def _transforms_active() -> bool:
+def transforms_active() -> bool:
     """True inside torch.func transforms (``vmap``, ``jacrev``, ``jacfwd``, ...): forward-mode tangents do not
     show in ``requires_grad``, and they must go through the Function's straight-through rule too."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    active = getattr(torch._C, "_are_functorchtransforms_active", None)
     return True if active is None else bool(active())
 
 
