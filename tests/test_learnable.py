@@ -2,7 +2,7 @@
 
 import torch
 
-from physwm.systems.learnable import floored
+from physwm.systems.learnable import floored, transforms_active
 
 
 def test_floored_values_without_gradient_are_the_clamp():
@@ -27,3 +27,10 @@ def test_floored_gradient_is_straight_through_inside_torch_func():
         assert torch.equal(jac, torch.eye(2, dtype=torch.float64)), transform.__name__
     batched = torch.func.vmap(lambda r: floored(r, 0.1))(raw[:, None])
     assert torch.equal(batched[:, 0], torch.tensor([0.1, 0.3], dtype=torch.float64))
+
+
+def test_transforms_active_only_inside_torch_func():
+    assert transforms_active() is False  # outside: validation and finiteness checks read values
+    seen = []
+    torch.func.vmap(lambda r: seen.append(transforms_active()) or r)(torch.zeros(3))
+    assert seen == [True]
