@@ -22,9 +22,8 @@ def test_floored_gradient_is_straight_through_below_the_floor():
 
 def test_floored_gradient_is_straight_through_inside_torch_func():
     raw = torch.tensor([-0.5, 0.3], dtype=torch.float64)  # no requires_grad: jacrev differentiates it itself
-    for transform in (torch.func.jacrev, torch.func.jacfwd):  # reverse and forward mode
-        jac = transform(lambda r: floored(r, 0.1))(raw)
-        assert torch.equal(jac, torch.eye(2, dtype=torch.float64)), transform.__name__
+    jac = torch.func.jacrev(lambda r: floored(r, 0.1))(raw)
+    assert torch.equal(jac, torch.eye(2, dtype=torch.float64))
     batched = torch.func.vmap(lambda r: floored(r, 0.1))(raw[:, None])
     assert torch.equal(batched[:, 0], torch.tensor([0.1, 0.3], dtype=torch.float64))
 

@@ -21,8 +21,8 @@ __all__ = ["floored", "project_gradient", "transforms_active"]
 class _StraightThroughClamp(torch.autograd.Function):
     """``max(raw, floor)`` in the forward pass, the identity in the backward pass.
 
-    Written in the ``setup_context`` style, so torch.func's transforms (``jacrev``, ``jacfwd``, ``vmap``: the
-    planners' linearisations) go through it.
+    Written in the ``setup_context`` style, so torch.func's transforms (``jacrev``, ``vmap``: the planners'
+    linearisations) go through it. (No forward-mode rule: torch.compile cannot trace a custom ``jvp``.)
     """
 
     generate_vmap_rule = True
@@ -39,14 +39,11 @@ class _StraightThroughClamp(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         return grad, None
 
-    @staticmethod
-    def jvp(ctx, raw_tangent: torch.Tensor, floor_tangent: None) -> torch.Tensor:
-        return raw_tangent  # forward mode (``jacfwd``, ``jvp``): the identity too
-
 
 def floored(raw: torch.Tensor, floor: float) -> torch.Tensor:
     """``max(raw, floor)`` with the identity as its gradient (see the module docstring)."""
-    if not (torch.is_grad_enabled() and raw.requires_grad) and not transforms_active():
+    if not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and raw.requires_grad) \
+            and not transforms_active():  # (compiled code traces the Function, as it always did)
         # no gradient can flow: the plain clamp, without autograd.Function.apply's per-call cost (it binds the
         # forward's signature with inspect on every call, about 0.1 ms: most of the cost of a system's constants
         # in a short rollout, such as the online re-identification's)
@@ -55,8 +52,8 @@ def floored(raw: torch.Tensor, floor: float) -> torch.Tensor:
 
 
 def transforms_active() -> bool:
-    """True inside torch.func transforms (``vmap``, ``jacrev``, ``jacfwd``, ...): forward-mode tangents do not
-    show in ``requires_grad``, and they must go through the Function's straight-through rule too."""
+    """True inside torch.func transforms (``vmap``, ``jacrev``, ...), where values cannot steer Python and the
+    Function's own rules must run."""
     active = getattr(torch._C, "_are_functorch_transforms_active", None)  # tested: tests/test_learnable.py
     return False if active is None else bool(active())
 
